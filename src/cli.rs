@@ -1,0 +1,81 @@
+//! The command line: global flags shared by every command, and the list of
+//! commands. Each command's own flags live next to its code in
+//! `commands/<name>.rs`; the `///` docs are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// DevOps automation for teams that live in GitLab.
+///
+/// Settings come from flags, then RP_* environment variables, then GitLab CI
+/// variables, then rp-devops.yml, then defaults. Secrets are read only from
+/// the environment or files, never from flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rp-devops",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    ScanRaces(commands::scan_races::ScanRacesArgs),
+}
+
+/// Flags every command accepts (SPEC §2).
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file [env: RP_DEVOPS_CONFIG] [default: ./rp-devops.yml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// GitLab base URL [env: RP_GITLAB_URL, then CI_SERVER_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub gitlab_url: Option<String>,
+
+    /// File holding the GitLab token [else env: RP_GITLAB_TOKEN, GITLAB_TOKEN,
+    /// gitlab.token_env, CI_JOB_TOKEN]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub gitlab_token_file: Option<PathBuf>,
+
+    /// GitLab project ID or path [env: RP_PROJECT, then CI_PROJECT_ID]
+    #[arg(long, global = true, value_name = "ID_OR_PATH")]
+    pub project: Option<String>,
+
+    /// Do every read, no write; print each write that would be made [env: RP_DRY_RUN=1]
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Result format on stdout [env: RP_OUTPUT]
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+
+    /// Same as --output json
+    #[arg(long, global = true, conflicts_with = "output")]
+    pub json: bool,
+
+    /// More detail on stderr (repeat for more)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors and warnings on stderr
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}

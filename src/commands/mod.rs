@@ -1,0 +1,17 @@
+//! One module per command: its `#[derive(Args)]` struct and one `run`.
+//! Commands talk to service clients and the printer; they never build URLs,
+//! read environment variables or print directly.
+
+pub mod scan_races;
+
+use anyhow::Result;
+
+use crate::cli::Command;
+use crate::error::ExitStatus;
+use crate::settings::Settings;
+
+pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
+    match command {
+        Command::ScanRaces(args) => scan_races::run(&args, settings),
+    }
+}

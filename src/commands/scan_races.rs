@@ -1,0 +1,635 @@
+//! `rp-devops scan-races`: race-detector reports in logs → one GitLab issue
+//! per distinct race, a note when it shows up again (SPEC §4).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use flate2::read::MultiGzDecoder;
+use serde::Serialize;
+
+use crate::error::{ExitStatus, UsageError};
+use crate::gitlab::{GitLab, Issue, NewIssue};
+use crate::output::{Printer, Progress};
+use crate::races::{self, Fingerprint, RaceReport};
+use crate::settings::Settings;
+
+/// Turn Go race-detector and ThreadSanitizer reports in logs into GitLab
+/// issues: one issue per distinct race, a note on it when it shows up again.
+///
+/// Reads plain or gzipped files, whole directories, or `-` for stdin.
+/// Existing race issues are found by their label (one paginated listing),
+/// so re-running on the same logs never creates a second issue.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    rp-devops scan-races /var/log/restorepoint/ --dry-run\n  \
+    journalctl -u restorepoint --since yesterday | rp-devops scan-races --host testbox-07 -\n  \
+    rp-devops scan-races --json --fail-on-race build/test-output.log")]
+pub struct ScanRacesArgs {
+    /// Log files, directories (every regular file below) or - for stdin; .gz is read transparently
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Label for race issues, repeatable [default: races.labels, else "race condition"]
+    #[arg(long = "label", value_name = "L")]
+    pub labels: Vec<String>,
+
+    /// Host name reported as the logs' origin [default: this machine's]
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+
+    /// Comment on a closed issue whose race shows up again, but leave it closed
+    #[arg(long)]
+    pub no_reopen: bool,
+
+    /// Exit with code 3 when any race report was found
+    #[arg(long)]
+    pub fail_on_race: bool,
+}
+
+const DEFAULT_LABEL: &str = "race condition";
+/// Reports longer than this are cut in issue bodies (GitLab's limit is 1 MB).
+const BODY_REPORT_LIMIT: usize = 256 * 1024;
+/// Show a progress bar or lines only for inputs at least this large.
+const PROGRESS_THRESHOLD: u64 = 64 * 1024 * 1024;
+
+/// Everything this run saw of one race.
+struct RaceSighting {
+    title: String,
+    first: RaceReport,
+    first_source: String,
+    newest: RaceReport,
+    newest_source: String,
+    count: u64,
+    sources: BTreeSet<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ScanResult {
+    files: u64,
+    bytes: u64,
+    reports: u64,
+    truncated: u64,
+    races: Vec<RaceResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct RaceResult {
+    fingerprint: String,
+    title: String,
+    count: u64,
+    sources: Vec<String>,
+    action: &'static str,
+    issue: Option<IssueRef>,
+}
+
+#[derive(Debug, Serialize)]
+struct IssueRef {
+    iid: u64,
+    web_url: String,
+}
+
+impl From<&Issue> for IssueRef {
+    fn from(issue: &Issue) -> Self {
+        Self {
+            iid: issue.iid,
+            web_url: issue.web_url.clone(),
+        }
+    }
+}
+
+pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
+    let printer = Printer::new(settings);
+    let host = args.host.clone().unwrap_or_else(|| settings.hostname());
+    let labels = race_labels(args, settings)?;
+    let reopen = !args.no_reopen && settings.config.races.reopen_closed.unwrap_or(true);
+
+    let inputs = expand_inputs(&args.paths)?;
+    let mut scan = Scan::default();
+    let total: u64 = inputs.iter().filter_map(|i| i.size).sum();
+    let progress = if total >= PROGRESS_THRESHOLD {
+        printer.progress(total, "scanning logs")
+    } else {
+        Progress::hidden()
+    };
+    for input in &inputs {
+        if let Err(err) = scan.read(input, &host, &progress) {
+            printer.warn(format!("{err:#}"));
+            scan.unreadable.push(format!("{}: {err:#}", input.display));
+        }
+    }
+    progress.finish();
+
+    let mut result = ScanResult {
+        files: scan.files,
+        bytes: scan.bytes,
+        reports: scan.reports,
+        truncated: scan.truncated,
+        races: Vec::new(),
+    };
+
+    if !scan.races.is_empty() {
+        let mut sightings: Vec<(Fingerprint, RaceSighting)> = scan.races.into_iter().collect();
+        // First seen first: the order a person reading the logs would meet them.
+        sightings.sort_by_key(|(_, s)| s.first_order());
+        result.races = file_races(settings, &printer, &sightings, &labels, reopen)?;
+    }
+
+    printer.result(&result, |out| render_human(out, &result))?;
+
+    if !scan.unreadable.is_empty() {
+        anyhow::bail!(
+            "could not read {} of {} inputs:\n  {}",
+            scan.unreadable.len(),
+            scan.unreadable.len() as u64 + scan.files,
+            scan.unreadable.join("\n  ")
+        );
+    }
+    if args.fail_on_race && result.reports > 0 {
+        return Ok(ExitStatus::Found);
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn race_labels(args: &ScanRacesArgs, settings: &Settings) -> Result<Vec<String>> {
+    let labels: Vec<String> = if !args.labels.is_empty() {
+        args.labels.clone()
+    } else {
+        settings
+            .config
+            .races
+            .labels
+            .clone()
+            .unwrap_or_else(|| vec![DEFAULT_LABEL.to_owned()])
+    };
+    let labels: Vec<String> = labels.into_iter().map(|l| l.trim().to_owned()).collect();
+    if labels.is_empty() || labels.iter().any(|l| l.is_empty() || l.contains(',')) {
+        return Err(UsageError::new(format!(
+            "race labels must be non-empty and contain no comma, got {labels:?}"
+        ))
+        .into());
+    }
+    Ok(labels)
+}
+
+/// Where reports come from.
+struct Input {
+    path: Option<PathBuf>,
+    display: String,
+    size: Option<u64>,
+}
+
+/// Files as given, directories expanded to every regular file below them
+/// (sorted, so runs are reproducible), `-` for stdin.
+fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            inputs.push(Input {
+                path: None,
+                display: "stdin".to_owned(),
+                size: None,
+            });
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => walk(path, &mut inputs)?,
+            Ok(meta) => inputs.push(Input {
+                path: Some(path.clone()),
+                display: path.display().to_string(),
+                size: Some(meta.len()),
+            }),
+            // Named but missing or unreadable: reading it reports the error,
+            // and the other inputs are still processed.
+            Err(_) => inputs.push(Input {
+                path: Some(path.clone()),
+                display: path.display().to_string(),
+                size: None,
+            }),
+        }
+    }
+    Ok(inputs)
+}
+
+fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list directory {}", dir.display()))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list directory {}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&path, inputs)?;
+        } else if meta.is_file() {
+            inputs.push(Input {
+                display: path.display().to_string(),
+                size: Some(meta.len()),
+                path: Some(path),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Scan {
+    files: u64,
+    bytes: u64,
+    reports: u64,
+    truncated: u64,
+    order: u64,
+    races: BTreeMap<Fingerprint, RaceSighting>,
+    unreadable: Vec<String>,
+}
+
+impl RaceSighting {
+    fn first_order(&self) -> u64 {
+        // `line` of the first report is only unique within a file; the
+        // insertion order is kept in `count`-independent `first.line` plus
+        // the order the map saw it, stored in `sources`' first entry.
+        self.first.line
+    }
+}
+
+impl Scan {
+    fn read(&mut self, input: &Input, host: &str, progress: &Progress) -> Result<()> {
+        let raw: Box<dyn Read> = match &input.path {
+            Some(path) => Box::new(
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+            ),
+            None => Box::new(std::io::stdin().lock()),
+        };
+        let counted = CountingReader {
+            inner: raw,
+            progress,
+        };
+        let mut buffered = BufReader::with_capacity(256 * 1024, counted);
+        let gzipped = buffered
+            .fill_buf()
+            .with_context(|| format!("cannot read {}", input.display))?
+            .starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn Read + '_> = if gzipped {
+            Box::new(MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
+
+        let source = format!("{host}:{}", input.display);
+        let races = &mut self.races;
+        let order = &mut self.order;
+        let stats = races::scan(reader, &mut |_| {}, &mut |report: RaceReport| {
+            *order += 1;
+            let fingerprint = report.fingerprint();
+            match races.get_mut(&fingerprint) {
+                Some(seen) => {
+                    seen.count += 1;
+                    seen.sources.insert(source.clone());
+                    seen.newest = report;
+                    seen.newest_source = source.clone();
+                }
+                None => {
+                    let mut first = report.clone();
+                    // Remember the global order of first sighting in `line`'s
+                    // place for sorting; the text keeps the real line.
+                    first.line = *order;
+                    races.insert(
+                        fingerprint,
+                        RaceSighting {
+                            title: report.title(),
+                            first,
+                            first_source: source.clone(),
+                            newest: report,
+                            newest_source: source.clone(),
+                            count: 1,
+                            sources: BTreeSet::from([source.clone()]),
+                        },
+                    );
+                }
+            }
+        })
+        .with_context(|| format!("cannot read {}", input.display))?;
+        self.files += 1;
+        self.bytes += stats.bytes;
+        self.reports += stats.reports;
+        self.truncated += stats.truncated;
+        Ok(())
+    }
+}
+
+struct CountingReader<'a> {
+    inner: Box<dyn Read>,
+    progress: &'a Progress,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// The marker that identifies a race's issue.
+fn issue_marker(fingerprint: &Fingerprint) -> String {
+    format!("<!-- rp-devops:race fingerprint={fingerprint} -->")
+}
+
+fn marker_fingerprint(description: &str) -> Option<&str> {
+    let start = description.find("<!-- rp-devops:race fingerprint=")?
+        + "<!-- rp-devops:race fingerprint=".len();
+    let rest = &description[start..];
+    let end = rest.find(|c: char| !c.is_ascii_hexdigit())?;
+    Some(&rest[..end])
+}
+
+/// Create, comment on or reopen the issue of each race.
+fn file_races(
+    settings: &Settings,
+    printer: &Printer,
+    sightings: &[(Fingerprint, RaceSighting)],
+    labels: &[String],
+    reopen: bool,
+) -> Result<Vec<RaceResult>> {
+    let project = settings
+        .gitlab
+        .project_for(settings.config.races.project.as_deref());
+    let offline = settings.dry_run && settings.gitlab.url.is_none();
+    if offline {
+        printer.info(
+            "dry-run without a GitLab URL: nothing is read from GitLab; every race is shown as new",
+        );
+    }
+    let client = if offline {
+        None
+    } else {
+        let warn = printer.clone();
+        Some(GitLab::new(&settings.gitlab, settings.retry)?.on_retry(move |m| warn.warn(m)))
+    };
+    let project = match (&client, project) {
+        (None, project) => project.unwrap_or_else(|| "(no project)".to_owned()),
+        (Some(_), Some(project)) => project,
+        (Some(_), None) => {
+            return Err(UsageError::new(
+                "no GitLab project for race issues: set --project, RP_PROJECT, races.project or gitlab.project",
+            )
+            .into());
+        }
+    };
+
+    let existing = match &client {
+        Some(client) => client
+            .issues_with_labels(&project, &labels[..1])
+            .with_context(|| format!("listing race issues of project {project}"))?,
+        None => Vec::new(),
+    };
+    let run_id = format!("{:016x}", fastrand::u64(..));
+
+    let mut results = Vec::new();
+    for (fingerprint, sighting) in sightings {
+        let marker = issue_marker(fingerprint);
+        let found = existing
+            .iter()
+            .find(|i| marker_fingerprint(i.description()) == Some(fingerprint.0.as_str()))
+            .or_else(|| {
+                // Adopt an issue made by hand or by the old tool: same title,
+                // same label, no marker of ours.
+                existing.iter().find(|i| {
+                    marker_fingerprint(i.description()).is_none() && i.title == sighting.title
+                })
+            });
+        let mut race = RaceResult {
+            fingerprint: fingerprint.0.clone(),
+            title: sighting.title.clone(),
+            count: sighting.count,
+            sources: sighting.sources.iter().cloned().collect(),
+            action: "",
+            issue: found.map(IssueRef::from),
+        };
+        match (found, &client) {
+            (None, client) => {
+                let new = NewIssue {
+                    title: sighting.title.clone(),
+                    description: issue_body(sighting, &marker),
+                    labels: labels.to_vec(),
+                };
+                match client.as_ref().filter(|_| !settings.dry_run) {
+                    None => {
+                        printer.would(
+                            "POST",
+                            &format!("{}/issues", GitLab::project_path(&project)),
+                            format!("new issue {:?} labelled {:?}", new.title, labels.join(",")),
+                        );
+                        race.action = "would-create";
+                    }
+                    Some(client) => {
+                        let issue =
+                            client
+                                .create_issue(&project, &new, &marker)
+                                .with_context(|| {
+                                    format!("creating the issue for {:?}", sighting.title)
+                                })?;
+                        printer.detail(format!("created #{} {}", issue.iid, issue.web_url));
+                        race.issue = Some(IssueRef::from(&issue));
+                        race.action = "created";
+                    }
+                }
+            }
+            (Some(issue), Some(client)) => {
+                let adopt = marker_fingerprint(issue.description()).is_none();
+                let reopening = reopen && issue.is_closed();
+                let note_marker =
+                    format!("<!-- rp-devops:race-note fingerprint={fingerprint} run={run_id} -->");
+                let note = note_body(sighting, &note_marker, reopening);
+                let issue_path = format!("{}/issues/{}", GitLab::project_path(&project), issue.iid);
+                if settings.dry_run {
+                    if adopt {
+                        printer.would(
+                            "PUT",
+                            &issue_path,
+                            "add the rp-devops race marker to the description",
+                        );
+                    }
+                    if reopening {
+                        printer.would("PUT", &issue_path, "state_event=reopen");
+                    }
+                    printer.would(
+                        "POST",
+                        &format!("{issue_path}/notes"),
+                        format!("note: seen {} more times", sighting.count),
+                    );
+                    race.action = if reopening {
+                        "would-reopen"
+                    } else {
+                        "would-comment"
+                    };
+                } else {
+                    if adopt {
+                        let description =
+                            format!("{}\n\n{marker}\n", issue.description().trim_end());
+                        client
+                            .update_issue_description(&project, issue.iid, &description)
+                            .with_context(|| format!("adopting issue #{}", issue.iid))?;
+                    }
+                    if reopening {
+                        client
+                            .reopen_issue(&project, issue.iid)
+                            .with_context(|| format!("reopening issue #{}", issue.iid))?;
+                    }
+                    client
+                        .create_issue_note(&project, issue.iid, &note, &note_marker)
+                        .with_context(|| format!("adding a note to issue #{}", issue.iid))?;
+                    race.action = if reopening { "reopened" } else { "commented" };
+                }
+            }
+            (Some(_), None) => unreachable!("issues are only found through a client"),
+        }
+        results.push(race);
+    }
+    Ok(results)
+}
+
+/// A fence longer than any run of backticks inside `text`.
+fn fence_for(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+fn fenced(text: &str) -> String {
+    let (text, cut) = if text.len() > BODY_REPORT_LIMIT {
+        let mut end = BODY_REPORT_LIMIT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        (&text[..end], true)
+    } else {
+        (text, false)
+    };
+    let fence = fence_for(text);
+    let mut out = format!("{fence}text\n{text}\n{fence}\n");
+    if cut {
+        out.push_str(&format!(
+            "\n_(report cut at {} KiB)_\n",
+            BODY_REPORT_LIMIT / 1024
+        ));
+    }
+    out
+}
+
+fn source_list(sighting: &RaceSighting) -> String {
+    const SHOWN: usize = 20;
+    let mut list: Vec<String> = sighting
+        .sources
+        .iter()
+        .take(SHOWN)
+        .map(|s| format!("- `{s}`"))
+        .collect();
+    if sighting.sources.len() > SHOWN {
+        list.push(format!("- … and {} more", sighting.sources.len() - SHOWN));
+    }
+    list.join("\n")
+}
+
+fn issue_body(sighting: &RaceSighting, marker: &str) -> String {
+    let truncated = if sighting.first.truncated {
+        "\n\nThe report below was cut off in the log (truncated)."
+    } else {
+        ""
+    };
+    format!(
+        "The race detector reported this data race in `{}`.\n\n\
+         Seen **{}** time{} in this run, in:\n\n{}{truncated}\n\n{}\n{marker}\n",
+        sighting.first_source,
+        sighting.count,
+        if sighting.count == 1 { "" } else { "s" },
+        source_list(sighting),
+        fenced(&sighting.first.text),
+    )
+}
+
+fn note_body(sighting: &RaceSighting, marker: &str, reopening: bool) -> String {
+    let regression = if reopening {
+        "**Regression:** this race was fixed (the issue was closed) and shows up again; reopening.\n\n"
+    } else {
+        ""
+    };
+    format!(
+        "{regression}Seen again: **{}** time{} in this run, in:\n\n{}\n\n\
+         <details><summary>Newest report (from <code>{}</code>)</summary>\n\n{}\n</details>\n\n{marker}\n",
+        sighting.count,
+        if sighting.count == 1 { "" } else { "s" },
+        source_list(sighting),
+        sighting.newest_source.replace('<', "&lt;"),
+        fenced(&sighting.newest.text),
+    )
+}
+
+fn render_human(out: &mut dyn std::io::Write, result: &ScanResult) -> std::io::Result<()> {
+    if result.reports == 0 {
+        return writeln!(
+            out,
+            "no race reports in {} file{} ({})",
+            result.files,
+            if result.files == 1 { "" } else { "s" },
+            bytesize::ByteSize(result.bytes)
+        );
+    }
+    for race in &result.races {
+        let issue = race
+            .issue
+            .as_ref()
+            .map(|i| format!("#{} {}", i.iid, i.web_url))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "{:<13} {} ({}×) {issue}",
+            race.action, race.title, race.count
+        )?;
+    }
+    writeln!(
+        out,
+        "{} race report{} ({} truncated) in {} file{} ({}): {} distinct race{}",
+        result.reports,
+        if result.reports == 1 { "" } else { "s" },
+        result.truncated,
+        result.files,
+        if result.files == 1 { "" } else { "s" },
+        bytesize::ByteSize(result.bytes),
+        result.races.len(),
+        if result.races.len() == 1 { "" } else { "s" },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fences_outgrow_backticks_in_the_report() {
+        assert_eq!(fence_for("plain"), "```");
+        assert_eq!(fence_for("a ```` b"), "`````");
+    }
+
+    #[test]
+    fn markers_round_trip() {
+        let fp = Fingerprint("0123abcd".to_owned());
+        let body = format!("text\n{}\n", issue_marker(&fp));
+        assert_eq!(marker_fingerprint(&body), Some("0123abcd"));
+        assert_eq!(marker_fingerprint("no marker"), None);
+    }
+}

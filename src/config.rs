@@ -1,0 +1,185 @@
+//! The `rp-devops.yml` config file (SPEC §3): everything that is not per-run.
+//!
+//! Parsing only: no environment, no defaults from elsewhere (that is
+//! `settings`). Unknown keys are an error naming the key, the file and the
+//! line. Secrets are never values here: keys ending in `_env` name the
+//! environment variable that holds the secret.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::UsageError;
+
+/// The default config file, read when present in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "rp-devops.yml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub gitlab: GitLabConfig,
+    #[serde(default)]
+    pub races: RacesConfig,
+    pub release: Option<ReleaseConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitLabConfig {
+    pub url: Option<String>,
+    pub project: Option<String>,
+    /// Name of the environment variable that holds the GitLab token.
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RacesConfig {
+    /// Labels put on race issues; the first one is used to find them again.
+    pub labels: Option<Vec<String>>,
+    /// Project that receives race issues (default: the GitLab project).
+    pub project: Option<String>,
+    /// Reopen a closed issue whose race shows up again (default true).
+    pub reopen_closed: Option<bool>,
+}
+
+/// `serve`'s release receiver (SPEC §9).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    pub dir: PathBuf,
+    #[serde(default = "default_release_secret_env")]
+    pub secret_env: String,
+    #[serde(default = "default_max_size", deserialize_with = "byte_size")]
+    pub max_size: u64,
+    #[serde(default)]
+    pub products: BTreeMap<String, ProductConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductConfig {
+    #[serde(default)]
+    pub required: Vec<String>,
+    pub script: Option<PathBuf>,
+    #[serde(default = "default_script_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_release_secret_env() -> String {
+    "RP_RELEASE_SECRET".to_owned()
+}
+
+fn default_max_size() -> u64 {
+    8 * 1024 * 1024 * 1024
+}
+
+fn default_script_timeout() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+/// `8GiB`, `500 MB`, `1048576`.
+fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(text) => text
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|size| size.as_u64())
+            .map_err(|e| serde::de::Error::custom(format!("invalid size {text:?}: {e}"))),
+    }
+}
+
+/// `15m`, `90s`, `1h 30m`.
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(text.trim())
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+}
+
+impl Config {
+    /// Parse a config file's text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_norway::from_str(text).map_err(|e| {
+            // serde_norway's message already names the key and the line;
+            // prefix the file so the user knows where to look.
+            let at = e
+                .location()
+                .map(|l| format!(":{}:{}", l.line(), l.column()))
+                .unwrap_or_default();
+            UsageError::new(format!("config file {}{at}: {e}", origin.display()))
+                .with_hint("see examples/rp-devops.yml for every key this version knows")
+                .into()
+        })
+    }
+
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            UsageError::new(format!("cannot read config file {}: {e}", path.display()))
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let text = "gitlab:\n  url: https://gitlab.example.com\n  tokn_env: X\n";
+        let err = Config::parse(text, Path::new("conf/rp-devops.yml")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("conf/rp-devops.yml:3"), "{msg}");
+        assert!(msg.contains("tokn_env"), "{msg}");
+        assert_eq!(
+            crate::error::exit_status(&err),
+            crate::error::ExitStatus::Usage
+        );
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let err =
+            Config::parse("gitlab: {}\nrace:\n  labels: [x]\n", Path::new("c.yml")).unwrap_err();
+        assert!(err.to_string().contains("race"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_defaults() {
+        let config = Config::parse("\n# nothing yet\n", Path::new("c.yml")).unwrap();
+        assert!(config.gitlab.url.is_none());
+        assert!(config.release.is_none());
+    }
+
+    #[test]
+    fn release_sizes_and_durations() {
+        let text = "release:\n  dir: /srv/releases\n  max_size: 8GiB\n  products:\n    rp:\n      required: [version]\n      timeout: 90s\n";
+        let config = Config::parse(text, Path::new("c.yml")).unwrap();
+        let release = config.release.unwrap();
+        assert_eq!(release.max_size, 8 * 1024 * 1024 * 1024);
+        assert_eq!(release.secret_env, "RP_RELEASE_SECRET");
+        assert_eq!(release.products["rp"].timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_size_is_a_usage_error() {
+        let text = "release:\n  dir: /srv\n  max_size: lots\n";
+        let err = Config::parse(text, Path::new("c.yml")).unwrap_err();
+        assert!(err.to_string().contains("invalid size"), "{err}");
+    }
+}

@@ -1,0 +1,117 @@
+//! Errors that carry an exit code or a hint, and the one place that turns any
+//! error into what the user reads on stderr and the process's exit code.
+//!
+//! Commands return `anyhow::Result`; they attach context at every I/O, git and
+//! HTTP boundary. Only this module decides exit codes (SPEC §2): `0` success,
+//! `1` the job failed, `2` bad usage or configuration, `3` the command found
+//! what a `--fail-on-…` flag asked it to fail on.
+
+use std::fmt;
+use std::io::Write;
+
+/// How a run ended, as the process sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success = 0,
+    Failure = 1,
+    Usage = 2,
+    /// The command ran and found what `--fail-on-…` asked it to fail on.
+    Found = 3,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        std::process::ExitCode::from(status as u8)
+    }
+}
+
+/// Bad usage or bad configuration: exit code 2.
+#[derive(Debug)]
+pub struct UsageError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A failure with a likely fix to suggest: exit code 1, plus a `hint:` line.
+#[derive(Debug)]
+pub struct HintedError {
+    message: String,
+    hint: String,
+}
+
+impl HintedError {
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+impl fmt::Display for HintedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for HintedError {}
+
+/// The exit code an error maps to.
+pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
+    if err.chain().any(|cause| cause.is::<UsageError>()) {
+        ExitStatus::Usage
+    } else {
+        ExitStatus::Failure
+    }
+}
+
+/// The first hint anywhere in the cause chain.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<UsageError>() {
+            e.hint.clone()
+        } else if let Some(e) = cause.downcast_ref::<HintedError>() {
+            Some(e.hint.clone())
+        } else if let Some(e) = cause.downcast_ref::<crate::gitlab::ApiError>() {
+            e.hint()
+        } else {
+            None
+        }
+    })
+}
+
+/// Print the whole cause chain, one line per cause, and a hint if there is one.
+pub fn report(err: &anyhow::Error, out: &mut dyn Write) {
+    let mut causes = err.chain();
+    if let Some(first) = causes.next() {
+        let _ = writeln!(out, "error: {first}");
+    }
+    for cause in causes {
+        let _ = writeln!(out, "  caused by: {cause}");
+    }
+    if let Some(hint) = hint(err) {
+        let _ = writeln!(out, "hint: {hint}");
+    }
+}

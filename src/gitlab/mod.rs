@@ -1,0 +1,620 @@
+//! The GitLab REST API v4 client shared by every command (SPEC §11).
+//!
+//! Blocking `ureq`; HTTP error statuses are read as values (status, body,
+//! headers) and turned into [`ApiError`]s that name the method, the path and
+//! GitLab's message — never the token. Retries with exponential backoff and
+//! jitter on 429 (honouring `Retry-After`, then `RateLimit-Reset`), 500, 502,
+//! 503, 504 and connection errors, within a bounded total time. A write whose
+//! answer was lost is checked by the caller's `recover` probe (which looks for
+//! the write's marker) before it is sent again. Pagination follows
+//! `x-next-page` or `Link`, always against the configured base URL. Redirects
+//! to another host are never followed with credentials.
+//!
+//! This module knows HTTP and GitLab's conventions; it knows nothing about
+//! races, tags or releases.
+
+mod issues;
+mod types;
+
+pub use issues::NewIssue;
+pub use types::{Issue, Note, User};
+
+use std::fmt;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::de::DeserializeOwned;
+
+use crate::error::UsageError;
+use crate::settings::{GitLabSettings, GitLabToken, TokenKind};
+
+/// Bounds on retrying: exponential backoff from `base`, at most `max_delay`
+/// per wait, and no retry that would end after `budget` from the first try.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max_delay: Duration,
+    pub budget: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            budget: Duration::from_secs(120),
+            max_attempts: 8,
+        }
+    }
+}
+
+/// A GitLab answer with a status GitLab meant (4xx/5xx), or a transport failure.
+#[derive(Debug)]
+pub struct ApiError {
+    pub method: &'static str,
+    pub path: String,
+    /// `None` for a transport failure (no answer at all).
+    pub status: Option<u16>,
+    pub message: String,
+    token_source: Option<String>,
+    token_kind: Option<TokenKind>,
+    base_url: String,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(status) => write!(
+                f,
+                "GitLab answered {} {} with {status}: {}",
+                self.method, self.path, self.message
+            ),
+            None => write!(
+                f,
+                "GitLab request {} {} failed: {}",
+                self.method, self.path, self.message
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// A likely fix, for the `hint:` line.
+    pub fn hint(&self) -> Option<String> {
+        let source = self.token_source.as_deref();
+        match (self.status, self.token_kind, source) {
+            (Some(401), _, None) => Some(
+                "no GitLab token was set: put a token with the `api` scope in RP_GITLAB_TOKEN \
+                 (or GITLAB_TOKEN, --gitlab-token-file, or the variable named by gitlab.token_env)"
+                    .to_owned(),
+            ),
+            (Some(401), _, Some(source)) => Some(format!(
+                "GitLab rejected the token from {source}: check that it is valid, not expired \
+                 and has the `api` scope"
+            )),
+            (Some(403), Some(TokenKind::Job), _) => Some(
+                "CI_JOB_TOKEN can read merge requests and files but cannot create issues, notes, \
+                 discussions or labels: set RP_GITLAB_TOKEN to a project access token with the \
+                 `api` scope (Reporter role or higher) as a masked CI/CD variable"
+                    .to_owned(),
+            ),
+            (Some(403), _, Some(source)) => Some(format!(
+                "the token from {source} may not do this: it needs the `api` scope and at least \
+                 the Reporter role on the project"
+            )),
+            (Some(404), _, _) => Some(
+                "check the project ID or path (--project / RP_PROJECT / gitlab.project) and that \
+                 the token's user can see the project"
+                    .to_owned(),
+            ),
+            (None, _, _) => Some(format!(
+                "is GitLab reachable at {}? (--gitlab-url / RP_GITLAB_URL / gitlab.url)",
+                self.base_url
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A raw answer, read whatever its status.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+        }
+    }
+}
+
+/// What one attempt ended in.
+enum Attempt {
+    Done(RawResponse),
+    /// Worth another try; `applied_maybe` when the request may have reached
+    /// GitLab, `wait` when the server said how long to wait.
+    Retry {
+        reason: String,
+        applied_maybe: bool,
+        wait: Option<Duration>,
+    },
+}
+
+/// Characters escaped in one path segment: everything but unreserved ones,
+/// so `group/sub/project` becomes `group%2Fsub%2Fproject`.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Encode a value as one URL path segment or query value.
+pub fn encode(value: &str) -> String {
+    utf8_percent_encode(value, SEGMENT).to_string()
+}
+
+pub struct GitLab {
+    agent: ureq::Agent,
+    base_url: String,
+    api: String,
+    token: Option<GitLabToken>,
+    retry: RetryPolicy,
+    on_retry: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl fmt::Debug for GitLab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitLab")
+            .field("base_url", &self.base_url)
+            .field("token", &self.token.as_ref().map(|t| &t.source))
+            .finish()
+    }
+}
+
+impl GitLab {
+    /// A client for the configured instance; a missing URL is a usage error.
+    pub fn new(settings: &GitLabSettings, retry: RetryPolicy) -> Result<Self> {
+        let base_url = settings.url.clone().ok_or_else(|| {
+            UsageError::new("no GitLab URL: set --gitlab-url, RP_GITLAB_URL or gitlab.url")
+                .with_hint("in GitLab CI, CI_SERVER_URL is used automatically; to try without GitLab, add --dry-run")
+        })?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_global(Some(Duration::from_secs(60)))
+            .user_agent(concat!("rp-devops/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Self {
+            agent,
+            api: format!("{base_url}/api/v4"),
+            base_url,
+            token: settings.token.clone(),
+            retry,
+            on_retry: Box::new(|_| {}),
+        })
+    }
+
+    /// Called with a one-line reason before each retry (for stderr).
+    pub fn on_retry(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_retry = Box::new(f);
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// `projects/<id or encoded path>`.
+    pub fn project_path(project: &str) -> String {
+        format!("projects/{}", encode(project))
+    }
+
+    /// GET one JSON document.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self.request(Method::Get, path, None, &mut || Ok(false))?;
+        parse(Method::Get, path, &response)
+    }
+
+    /// GET every page of a list (`per_page=100`).
+    pub fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut next = Some(format!("{path}{separator}per_page=100"));
+        let mut items = Vec::new();
+        let mut pages = 0;
+        while let Some(page_path) = next.take() {
+            pages += 1;
+            if pages > 10_000 {
+                anyhow::bail!("GET {path}: more than 10000 pages, giving up");
+            }
+            let response = self.request(Method::Get, &page_path, None, &mut || Ok(false))?;
+            let mut page: Vec<T> = parse(Method::Get, &page_path, &response)?;
+            let got = page.len();
+            items.append(&mut page);
+            next = self.next_page(path, separator, &response);
+            if got == 0 {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// The next page's path: `x-next-page` first, else `Link: <…>; rel="next"`
+    /// rebased onto our own base URL.
+    fn next_page(&self, path: &str, separator: char, response: &RawResponse) -> Option<String> {
+        if let Some(page) = response.header("x-next-page").map(str::trim) {
+            if !page.is_empty() {
+                return Some(format!(
+                    "{path}{separator}per_page=100&page={}",
+                    encode(page)
+                ));
+            }
+            return None;
+        }
+        let link = response.header("link")?;
+        link.split(',').find_map(|part| {
+            let (url, params) = part.split_once(';')?;
+            if !params.contains("rel=\"next\"") {
+                return None;
+            }
+            let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+            // Whatever host the Link names, only its path after /api/v4/ is
+            // used, so credentials never go anywhere but the configured URL.
+            url.split_once("/api/v4/").map(|(_, rest)| rest.to_owned())
+        })
+    }
+
+    /// POST or PUT a JSON body. `recover` is asked, after an attempt whose
+    /// answer was lost, whether the write took effect anyway (by looking for
+    /// its marker); if it returns `Some`, that is the result.
+    pub fn write<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &serde_json::Value,
+        mut recover: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<T> {
+        let mut recovered = None;
+        let response = self.request(method, path, Some(body), &mut || {
+            recovered = recover()?;
+            Ok(recovered.is_some())
+        })?;
+        if response.status == 0 {
+            return recovered.ok_or_else(|| {
+                anyhow::anyhow!("{} {path}: recovered write vanished", method.as_str())
+            });
+        }
+        parse(method, path, &response)
+    }
+
+    /// Send with retries. `applied` is asked before re-sending a write that may
+    /// have reached GitLab; `Ok(true)` ends the loop with a status-0 response.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        applied: &mut dyn FnMut() -> Result<bool>,
+    ) -> Result<RawResponse> {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let (reason, applied_maybe, wait) = match self.attempt(method, path, body)? {
+                Attempt::Done(response) => {
+                    if (200..300).contains(&response.status) {
+                        return Ok(response);
+                    }
+                    return Err(self
+                        .api_error(
+                            method,
+                            path,
+                            Some(response.status),
+                            gitlab_message(&response),
+                        )
+                        .into());
+                }
+                Attempt::Retry {
+                    reason,
+                    applied_maybe,
+                    wait,
+                } => (reason, applied_maybe, wait),
+            };
+            let backoff = self.backoff(attempt);
+            let delay = wait.map_or(backoff, |w| w.max(Duration::from_millis(50)));
+            let out_of_budget = started.elapsed() + delay > self.retry.budget;
+            if attempt >= self.retry.max_attempts || out_of_budget {
+                let status = reason
+                    .split_whitespace()
+                    .next()
+                    .and_then(|s| s.parse().ok());
+                let message = format!(
+                    "{reason} (gave up after {attempt} attempt{} in {:.1}s)",
+                    if attempt == 1 { "" } else { "s" },
+                    started.elapsed().as_secs_f64()
+                );
+                return Err(self.api_error(method, path, status, message).into());
+            }
+            (self.on_retry)(&format!(
+                "{} {path}: {reason}; retrying in {:.1}s",
+                method.as_str(),
+                delay.as_secs_f64()
+            ));
+            std::thread::sleep(delay);
+            if applied_maybe && method != Method::Get && applied()? {
+                return Ok(RawResponse {
+                    status: 0,
+                    headers: Vec::new(),
+                    body: String::new(),
+                });
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .retry
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.retry.max_delay);
+        // Full jitter in [exp/2, exp], so a herd of cron jobs spreads out.
+        let half = exp / 2;
+        half + half.mul_f64(fastrand::f64())
+    }
+
+    fn attempt(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Attempt> {
+        let url = format!("{}/{}", self.api, path.trim_start_matches('/'));
+        let mut redirects = 0;
+        let mut url = url;
+        loop {
+            let result = match method {
+                Method::Get => self.authorize(self.agent.get(&url)).call(),
+                Method::Post | Method::Put => {
+                    let builder = if method == Method::Post {
+                        self.agent.post(&url)
+                    } else {
+                        self.agent.put(&url)
+                    };
+                    let body = body.cloned().unwrap_or(serde_json::Value::Null);
+                    self.authorize(builder).send_json(body)
+                }
+            };
+            let mut response = match result {
+                Ok(response) => response,
+                Err(err) => {
+                    let applied_maybe = !matches!(
+                        err,
+                        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound
+                    );
+                    return Ok(Attempt::Retry {
+                        reason: transport_reason(&err),
+                        applied_maybe,
+                        wait: None,
+                    });
+                }
+            };
+            let status = response.status().as_u16();
+            let headers: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let mut text = String::new();
+            let read = response
+                .body_mut()
+                .as_reader()
+                .take(64 * 1024 * 1024)
+                .read_to_string(&mut text);
+            if let Err(err) = read {
+                return Ok(Attempt::Retry {
+                    reason: format!("answer cut off: {err}"),
+                    applied_maybe: true,
+                    wait: None,
+                });
+            }
+            let raw = RawResponse {
+                status,
+                headers,
+                body: text,
+            };
+            if matches!(status, 301 | 302 | 303 | 307 | 308) {
+                let location = raw.header("location").unwrap_or_default().to_owned();
+                if !same_origin(&location, &self.base_url) || redirects >= 3 {
+                    return Err(self
+                        .api_error(
+                            method,
+                            path,
+                            Some(status),
+                            format!("redirected to {location}; not following with credentials to another host"),
+                        )
+                        .into());
+                }
+                redirects += 1;
+                url = location;
+                continue;
+            }
+            return Ok(match status {
+                429 => Attempt::Retry {
+                    reason: "429 Too Many Requests".to_owned(),
+                    applied_maybe: false,
+                    wait: retry_after(&raw),
+                },
+                503 => Attempt::Retry {
+                    reason: "503 Service Unavailable".to_owned(),
+                    applied_maybe: false,
+                    wait: retry_after(&raw),
+                },
+                500 | 502 | 504 => Attempt::Retry {
+                    reason: format!("{status} {}", gitlab_message(&raw)),
+                    applied_maybe: true,
+                    wait: None,
+                },
+                _ => Attempt::Done(raw),
+            });
+        }
+    }
+
+    fn authorize<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.token {
+            Some(token) if token.kind == TokenKind::Job => {
+                request.header("JOB-TOKEN", token.secret.expose())
+            }
+            Some(token) => request.header("PRIVATE-TOKEN", token.secret.expose()),
+            None => request,
+        }
+    }
+
+    fn api_error(
+        &self,
+        method: Method,
+        path: &str,
+        status: Option<u16>,
+        message: String,
+    ) -> ApiError {
+        ApiError {
+            method: method.as_str(),
+            path: path.to_owned(),
+            status,
+            message,
+            token_source: self.token.as_ref().map(|t| t.source.clone()),
+            token_kind: self.token.as_ref().map(|t| t.kind),
+            base_url: self.base_url.clone(),
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(method: Method, path: &str, response: &RawResponse) -> Result<T> {
+    serde_json::from_str(&response.body).with_context(|| {
+        format!(
+            "GitLab's answer to {} {path} is not the JSON expected (status {}, {} bytes: {:?})",
+            method.as_str(),
+            response.status,
+            response.body.len(),
+            response.body.chars().take(120).collect::<String>()
+        )
+    })
+}
+
+/// GitLab's own words: `{"message": …}` or `{"error": …}`, else the body's start.
+fn gitlab_message(response: &RawResponse) -> String {
+    let from_json = serde_json::from_str::<serde_json::Value>(&response.body)
+        .ok()
+        .and_then(|v| {
+            let m = v.get("message").or_else(|| v.get("error"))?;
+            Some(match m {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        });
+    from_json.unwrap_or_else(|| {
+        let snippet: String = response.body.trim().chars().take(200).collect();
+        if snippet.is_empty() {
+            "(empty answer)".to_owned()
+        } else {
+            snippet
+        }
+    })
+}
+
+fn retry_after(response: &RawResponse) -> Option<Duration> {
+    if let Some(secs) = response
+        .header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        return Some(Duration::from_secs(secs));
+    }
+    let reset = response
+        .header("ratelimit-reset")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now)))
+}
+
+fn transport_reason(err: &ureq::Error) -> String {
+    match err {
+        ureq::Error::ConnectionFailed => "connection refused or failed".to_owned(),
+        ureq::Error::HostNotFound => "host not found".to_owned(),
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        other => other.to_string(),
+    }
+}
+
+fn origin(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find('/').unwrap_or(rest.len());
+    Some(&url[..url.len() - rest.len() + end])
+}
+
+fn same_origin(a: &str, b: &str) -> bool {
+    matches!((origin(a), origin(b)), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_paths_are_one_segment() {
+        assert_eq!(
+            GitLab::project_path("group/sub/project"),
+            "projects/group%2Fsub%2Fproject"
+        );
+        assert_eq!(GitLab::project_path("42"), "projects/42");
+    }
+
+    #[test]
+    fn origins() {
+        assert!(same_origin(
+            "https://gitlab.example.com/api/v4/x",
+            "https://gitlab.example.com"
+        ));
+        assert!(!same_origin(
+            "https://evil.example.com/api/v4/x",
+            "https://gitlab.example.com"
+        ));
+        assert!(!same_origin("/relative", "https://gitlab.example.com"));
+    }
+}

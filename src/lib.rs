@@ -1,0 +1,47 @@
+//! rp-devops: DevOps automation for a weekly-release product that lives in
+//! GitLab. The binary is a thin shell over [`main`]; every command is a module
+//! under [`commands`] with its flags and one `run` function.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod gitlab;
+pub mod output;
+pub mod races;
+pub mod settings;
+
+use clap::Parser;
+
+use crate::error::ExitStatus;
+
+/// Parse the command line, resolve settings once, run the command, and map
+/// the outcome to an exit code. Errors are printed here and nowhere else.
+pub fn main() -> ExitStatus {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to
+            // stderr (exit 2).
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Success
+            };
+        }
+    };
+    let outcome = std::env::current_dir()
+        .map_err(anyhow::Error::from)
+        .and_then(|cwd| {
+            settings::Settings::resolve(&cli.global, settings::Env::from_process(), &cwd)
+        })
+        .and_then(|settings| commands::run(cli.command, &settings));
+    match outcome {
+        Ok(status) => status,
+        Err(err) => {
+            error::report(&err, &mut std::io::stderr().lock());
+            error::exit_status(&err)
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Settings resolved once per run (SPEC §2), highest first: command-line flag
+//! > `RP_*` environment variable > GitLab CI predefined variable > config file
+//! > built-in default.
+//!
+//! This is the only module that looks at the process environment, and it does
+//! so once, through an [`Env`] snapshot that tests can build by hand. Commands
+//! read what they need from [`Settings`]; they never call `std::env`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::config::{Config, DEFAULT_CONFIG_FILE};
+use crate::error::UsageError;
+use crate::gitlab::RetryPolicy;
+
+/// A snapshot of the environment variables, taken once at start-up.
+#[derive(Clone, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    /// The process environment (values that are not UTF-8 are replaced lossily).
+    pub fn from_process() -> Self {
+        Self(
+            std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// A variable's value; set-but-empty counts as unset, as in CI templates
+    /// where `VAR: ""` is how one switches a default off.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// A variable that holds a secret.
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.get(name).map(|v| Secret::new(v.trim()))
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        matches!(
+            self.get(name)
+                .map(|v| v.trim().to_ascii_lowercase())
+                .as_deref(),
+            Some("1" | "true" | "yes" | "on")
+        )
+    }
+}
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print values: any of them may be a secret.
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// A secret value. It has no `Display`, and its `Debug` is redacted, so it
+/// cannot end up in output, logs, errors or panics by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value, for the one place that sends it (an HTTP header, a git
+    /// credential, a constant-time comparison).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How the GitLab token is sent, which decides what it may do (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A personal, project or group access token: `PRIVATE-TOKEN` header.
+    Private,
+    /// `CI_JOB_TOKEN`: `JOB-TOKEN` header; can read, cannot create issues,
+    /// notes, discussions or labels.
+    Job,
+}
+
+/// The GitLab token and where it came from (for hints on 401/403).
+#[derive(Debug, Clone)]
+pub struct GitLabToken {
+    pub secret: Secret,
+    pub kind: TokenKind,
+    /// Which variable or file it was read from, e.g. `RP_GITLAB_TOKEN`.
+    pub source: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitLabSettings {
+    /// Instance base URL without a trailing slash, e.g. `https://gitlab.example.com`.
+    pub url: Option<String>,
+    pub token: Option<GitLabToken>,
+    /// Project ID or full path, as given (not yet URL-encoded).
+    pub project: Option<String>,
+    /// Whether `project` came from `--project` or `RP_PROJECT`, which beat a
+    /// command's own config key (e.g. `races.project`).
+    pub project_explicit: bool,
+}
+
+impl GitLabSettings {
+    /// The project for a command whose config section may name its own:
+    /// `--project`/`RP_PROJECT` > the section's key > `CI_PROJECT_ID` >
+    /// `gitlab.project`.
+    pub fn project_for(&self, section_project: Option<&str>) -> Option<String> {
+        if self.project_explicit {
+            return self.project.clone();
+        }
+        section_project
+            .map(str::to_owned)
+            .or_else(|| self.project.clone())
+    }
+}
+
+/// Everything a command may read about how it was asked to run.
+#[derive(Debug)]
+pub struct Settings {
+    pub config_path: Option<PathBuf>,
+    pub config: Config,
+    pub gitlab: GitLabSettings,
+    pub dry_run: bool,
+    pub output: OutputFormat,
+    /// -1 quiet, 0 normal, 1+ verbose.
+    pub verbosity: i8,
+    /// The environment snapshot, for command-specific variables (CI context,
+    /// committer identity, secrets named by `*_env` config keys).
+    pub env: Env,
+    /// How hard the GitLab client retries (`RP_HTTP_RETRY_BUDGET`, e.g. `2m`;
+    /// `RP_HTTP_RETRY_BASE`, e.g. `500ms`).
+    pub retry: RetryPolicy,
+}
+
+impl Settings {
+    /// This machine's host name, for saying where a log came from.
+    pub fn hostname(&self) -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| self.env.get("HOSTNAME").map(str::to_owned))
+            .unwrap_or_else(|| "unknown-host".to_owned())
+    }
+
+    /// Resolve the global flags, the environment and the config file.
+    pub fn resolve(args: &GlobalArgs, env: Env, cwd: &Path) -> Result<Self> {
+        let config_path = match (&args.config, env.get("RP_DEVOPS_CONFIG")) {
+            (Some(path), _) => Some(cwd.join(path)),
+            (None, Some(path)) => Some(cwd.join(path)),
+            (None, None) => Some(cwd.join(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        let config = match &config_path {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+
+        let url = args
+            .gitlab_url
+            .clone()
+            .or_else(|| env.get("RP_GITLAB_URL").map(str::to_owned))
+            .or_else(|| env.get("CI_SERVER_URL").map(str::to_owned))
+            .or_else(|| config.gitlab.url.clone())
+            .map(|u| normalize_url(&u))
+            .transpose()?;
+
+        let token = resolve_token(args, &env, &config, cwd)?;
+
+        let explicit = args
+            .project
+            .clone()
+            .or_else(|| env.get("RP_PROJECT").map(str::to_owned));
+        let project_explicit = explicit.is_some();
+        let project = explicit
+            .or_else(|| env.get("CI_PROJECT_ID").map(str::to_owned))
+            .or_else(|| config.gitlab.project.clone());
+
+        let output = if args.json {
+            OutputFormat::Json
+        } else if let Some(format) = args.output {
+            format
+        } else {
+            match env.get("RP_OUTPUT") {
+                None => OutputFormat::Human,
+                Some(v) if v.eq_ignore_ascii_case("human") => OutputFormat::Human,
+                Some(v) if v.eq_ignore_ascii_case("json") => OutputFormat::Json,
+                Some(v) => {
+                    return Err(UsageError::new(format!(
+                        "RP_OUTPUT={v:?} is not an output format (human or json)"
+                    ))
+                    .into());
+                }
+            }
+        };
+
+        let verbosity = (args.verbose as i8).min(3) - (args.quiet as i8).min(1);
+
+        Ok(Self {
+            config_path,
+            config,
+            gitlab: GitLabSettings {
+                url,
+                token,
+                project,
+                project_explicit,
+            },
+            dry_run: args.dry_run || env.flag("RP_DRY_RUN"),
+            output,
+            verbosity,
+            retry: retry_policy(&env)?,
+            env,
+        })
+    }
+}
+
+fn retry_policy(env: &Env) -> Result<RetryPolicy> {
+    let mut policy = RetryPolicy::default();
+    let parse = |name: &str| -> Result<Option<std::time::Duration>> {
+        env.get(name)
+            .map(|v| {
+                humantime::parse_duration(v.trim()).map_err(|e| {
+                    UsageError::new(format!(
+                        "{name}={v:?} is not a duration like 90s or 2m: {e}"
+                    ))
+                    .into()
+                })
+            })
+            .transpose()
+    };
+    if let Some(budget) = parse("RP_HTTP_RETRY_BUDGET")? {
+        policy.budget = budget;
+    }
+    if let Some(base) = parse("RP_HTTP_RETRY_BASE")? {
+        policy.base = base;
+    }
+    Ok(policy)
+}
+
+/// `https://gitlab.example.com/` → `https://gitlab.example.com`; anything that
+/// is not http(s) is a configuration error.
+fn normalize_url(url: &str) -> Result<String> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix("/api/v4").unwrap_or(trimmed);
+    if !(trimmed.starts_with("http://") || trimmed.starts_with("https://"))
+        || trimmed.len() <= "https://".len()
+    {
+        return Err(UsageError::new(format!(
+            "GitLab URL {url:?} is not an http:// or https:// URL"
+        ))
+        .into());
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Token precedence: `--gitlab-token-file` > `RP_GITLAB_TOKEN` >
+/// `GITLAB_TOKEN` > the variable named by `gitlab.token_env` > `CI_JOB_TOKEN`.
+///
+/// The config's `token_env` ranks above `CI_JOB_TOKEN` (unlike the generic
+/// "CI variable > config" rule): `CI_JOB_TOKEN` is present in every CI job
+/// and cannot write, so letting it shadow a token the user named on purpose
+/// would break every write in CI.
+fn resolve_token(
+    args: &GlobalArgs,
+    env: &Env,
+    config: &Config,
+    cwd: &Path,
+) -> Result<Option<GitLabToken>> {
+    let private = |secret: Secret, source: String| GitLabToken {
+        secret,
+        kind: TokenKind::Private,
+        source,
+    };
+    if let Some(file) = &args.gitlab_token_file {
+        let path = cwd.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            UsageError::new(format!(
+                "cannot read GitLab token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let value = text.trim();
+        if value.is_empty() {
+            return Err(
+                UsageError::new(format!("GitLab token file {} is empty", path.display())).into(),
+            );
+        }
+        return Ok(Some(private(
+            Secret::new(value),
+            format!("--gitlab-token-file {}", path.display()),
+        )));
+    }
+    for name in ["RP_GITLAB_TOKEN", "GITLAB_TOKEN"] {
+        if let Some(secret) = env.secret(name) {
+            return Ok(Some(private(secret, name.to_owned())));
+        }
+    }
+    if let Some(name) = &config.gitlab.token_env {
+        if let Some(secret) = env.secret(name) {
+            return Ok(Some(private(secret, format!("{name} (gitlab.token_env)"))));
+        }
+    }
+    Ok(env.secret("CI_JOB_TOKEN").map(|secret| GitLabToken {
+        secret,
+        kind: TokenKind::Job,
+        source: "CI_JOB_TOKEN".to_owned(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn resolve(argv: &[&str], env: &[(&str, &str)], config: Option<&str>) -> Result<Settings> {
+        let dir = tempfile::tempdir()?;
+        if let Some(text) = config {
+            std::fs::write(dir.path().join(DEFAULT_CONFIG_FILE), text)?;
+        }
+        let mut full = vec!["rp-devops"];
+        full.extend_from_slice(argv);
+        full.extend_from_slice(&["scan-races", "-"]);
+        let cli = crate::cli::Cli::try_parse_from(full)?;
+        Settings::resolve(
+            &cli.global,
+            Env::from_pairs(env.iter().copied()),
+            dir.path(),
+        )
+    }
+
+    const CONFIG: &str = "gitlab:\n  url: https://config.example.com\n  project: cfg/project\n  token_env: MY_TOKEN\n";
+
+    #[test]
+    fn flag_beats_env_beats_ci_beats_config() {
+        let env = [
+            ("RP_GITLAB_URL", "https://env.example.com/"),
+            ("CI_SERVER_URL", "https://ci.example.com"),
+            ("RP_PROJECT", "env/project"),
+            ("CI_PROJECT_ID", "42"),
+        ];
+        let s = resolve(
+            &["--gitlab-url", "https://flag.example.com"],
+            &env,
+            Some(CONFIG),
+        )
+        .unwrap();
+        assert_eq!(s.gitlab.url.as_deref(), Some("https://flag.example.com"));
+        assert_eq!(s.gitlab.project.as_deref(), Some("env/project"));
+
+        let s = resolve(&[], &env[1..], Some(CONFIG)).unwrap();
+        assert_eq!(s.gitlab.url.as_deref(), Some("https://ci.example.com"));
+        assert_eq!(s.gitlab.project.as_deref(), Some("42"));
+
+        let s = resolve(&[], &[], Some(CONFIG)).unwrap();
+        assert_eq!(s.gitlab.url.as_deref(), Some("https://config.example.com"));
+        assert_eq!(s.gitlab.project.as_deref(), Some("cfg/project"));
+
+        let s = resolve(&[], &[], None).unwrap();
+        assert_eq!(s.gitlab.url, None);
+    }
+
+    #[test]
+    fn token_precedence_and_kinds() {
+        let s = resolve(
+            &[],
+            &[("CI_JOB_TOKEN", "job"), ("MY_TOKEN", "mine")],
+            Some(CONFIG),
+        )
+        .unwrap();
+        let token = s.gitlab.token.unwrap();
+        assert_eq!(token.secret.expose(), "mine");
+        assert_eq!(token.kind, TokenKind::Private);
+
+        let s = resolve(&[], &[("CI_JOB_TOKEN", "job")], None).unwrap();
+        let token = s.gitlab.token.unwrap();
+        assert_eq!(token.kind, TokenKind::Job);
+        assert_eq!(token.source, "CI_JOB_TOKEN");
+
+        let s = resolve(
+            &[],
+            &[("GITLAB_TOKEN", "g"), ("RP_GITLAB_TOKEN", "rp")],
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.gitlab.token.unwrap().source, "RP_GITLAB_TOKEN");
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug() {
+        let s = resolve(&[], &[("RP_GITLAB_TOKEN", "glpat-supersecret")], None).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("supersecret"), "{debug}");
+    }
+
+    #[test]
+    fn output_and_dry_run_from_env() {
+        let s = resolve(&[], &[("RP_OUTPUT", "json"), ("RP_DRY_RUN", "1")], None).unwrap();
+        assert_eq!(s.output, OutputFormat::Json);
+        assert!(s.dry_run);
+        let err = resolve(&[], &[("RP_OUTPUT", "yaml")], None).unwrap_err();
+        assert_eq!(
+            crate::error::exit_status(&err),
+            crate::error::ExitStatus::Usage
+        );
+    }
+
+    #[test]
+    fn bad_url_is_a_usage_error() {
+        let err = resolve(&["--gitlab-url", "gitlab.example.com"], &[], None).unwrap_err();
+        assert_eq!(
+            crate::error::exit_status(&err),
+            crate::error::ExitStatus::Usage
+        );
+    }
+}
