@@ -58,6 +58,9 @@ const PROGRESS_THRESHOLD: u64 = 64 * 1024 * 1024;
 
 /// Everything this run saw of one race.
 struct RaceSighting {
+    /// Position of the first sighting in the whole run, to list races in the
+    /// order a person reading the logs would meet them.
+    order: u64,
     title: String,
     first: RaceReport,
     first_source: String,
@@ -133,8 +136,7 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
 
     if !scan.races.is_empty() {
         let mut sightings: Vec<(Fingerprint, RaceSighting)> = scan.races.into_iter().collect();
-        // First seen first: the order a person reading the logs would meet them.
-        sightings.sort_by_key(|(_, s)| s.first_order());
+        sightings.sort_by_key(|(_, s)| s.order);
         result.races = file_races(settings, &printer, &sightings, &labels, reopen)?;
     }
 
@@ -249,15 +251,6 @@ struct Scan {
     unreadable: Vec<String>,
 }
 
-impl RaceSighting {
-    fn first_order(&self) -> u64 {
-        // `line` of the first report is only unique within a file; the
-        // insertion order is kept in `count`-independent `first.line` plus
-        // the order the map saw it, stored in `sources`' first entry.
-        self.first.line
-    }
-}
-
 impl Scan {
     fn read(&mut self, input: &Input, host: &str, progress: &Progress) -> Result<()> {
         let raw: Box<dyn Read> = match &input.path {
@@ -295,15 +288,12 @@ impl Scan {
                     seen.newest_source = source.clone();
                 }
                 None => {
-                    let mut first = report.clone();
-                    // Remember the global order of first sighting in `line`'s
-                    // place for sorting; the text keeps the real line.
-                    first.line = *order;
                     races.insert(
                         fingerprint,
                         RaceSighting {
+                            order: *order,
                             title: report.title(),
-                            first,
+                            first: report.clone(),
                             first_source: source.clone(),
                             newest: report,
                             newest_source: source.clone(),

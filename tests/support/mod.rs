@@ -1,0 +1,38 @@
+//! Test support shared by the integration tests: a stateful fake GitLab that
+//! answers with the real JSON shapes of `tests/fixtures/gitlab/`, and helpers
+//! to run the real `rp-devops` binary in a hermetic environment.
+
+#![allow(dead_code)]
+
+pub mod fake_gitlab;
+
+use std::path::{Path, PathBuf};
+
+pub use fake_gitlab::{Fault, FakeGitLab};
+
+/// A `tests/fixtures/...` path.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+/// The real binary with a cleared environment: only PATH, a temporary HOME
+/// and what the test sets. Retries are fast so fault tests stay quick.
+pub fn rp_devops(home: &Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_rp-devops"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("RP_HTTP_RETRY_BASE", "20ms")
+        .env("RP_HTTP_RETRY_BUDGET", "30s")
+        .current_dir(home);
+    cmd
+}
+
+/// The binary set up to talk to `gitlab` with a valid token and project.
+pub fn rp_devops_with(gitlab: &FakeGitLab, home: &Path) -> assert_cmd::Command {
+    let mut cmd = rp_devops(home);
+    cmd.env("RP_GITLAB_URL", &gitlab.url)
+        .env("RP_GITLAB_TOKEN", fake_gitlab::TOKEN)
+        .env("RP_PROJECT", fake_gitlab::PROJECT_PATH);
+    cmd
+}
