@@ -12,9 +12,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// Go's compiler-made wrappers: the wrapped function is the identity.
-static GO_WRAPPER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\.gowrap\d+|·dwrap·\d+|-fm)(\(|\[|$)").expect("static regex")
-});
+static GO_WRAPPER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:\.gowrap\d+|·dwrap·\d+|-fm)(\(|\[|$)").expect("static regex"));
 static RUST_HASH: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"::h[0-9a-f]{16}\b").expect("static regex"));
 /// `(0xc000012345, 0x1, ...)`: argument words, which change from run to run.

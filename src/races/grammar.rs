@@ -185,24 +185,36 @@ mod tests {
     #[test]
     fn anchors_need_the_whole_warning() {
         assert_eq!(anchor("WARNING: DATA RACE"), Some((0, Runtime::Go)));
-        assert_eq!(anchor("host app[1]: WARNING: DATA RACE "), Some((13, Runtime::Go)));
+        assert_eq!(
+            anchor("host app[1]: WARNING: DATA RACE "),
+            Some((13, Runtime::Go))
+        );
         assert_eq!(
             anchor("WARNING: ThreadSanitizer: data race (pid=6330)"),
             Some((0, Runtime::ThreadSanitizer))
         );
         assert_eq!(anchor(r#"want "WARNING: DATA RACE" in output"#), None);
-        assert_eq!(anchor("WARNING: ThreadSanitizer: heap-use-after-free"), None);
+        assert_eq!(
+            anchor("WARNING: ThreadSanitizer: heap-use-after-free"),
+            None
+        );
     }
 
     #[test]
     fn go_lines() {
         let go = |l| classify(Runtime::Go, l);
         assert_eq!(go("Write at 0x00c00007c150 by goroutine 7:"), Line::Access);
-        assert_eq!(go("Previous read at 0x00c0 by main goroutine:"), Line::Access);
+        assert_eq!(
+            go("Previous read at 0x00c0 by main goroutine:"),
+            Line::Access
+        );
         assert_eq!(go("Write by goroutine 5:"), Line::Access);
         assert_eq!(go("Previous atomic read by goroutine 6:"), Line::Access);
         assert_eq!(go("Atomic write at 0x1 by goroutine 6:"), Line::Access);
-        assert_eq!(go("  main.(*cache).put()"), Line::Frame("main.(*cache).put()"));
+        assert_eq!(
+            go("  main.(*cache).put()"),
+            Line::Frame("main.(*cache).put()")
+        );
         assert_eq!(
             go("      /builds/x/cmd/cache/main.go:13 +0x159"),
             Line::Location
@@ -218,7 +230,10 @@ mod tests {
     #[test]
     fn tsan_lines() {
         let tsan = |l| classify(Runtime::ThreadSanitizer, l);
-        assert_eq!(tsan("  Read of size 8 at 0x5606 by thread T2:"), Line::Access);
+        assert_eq!(
+            tsan("  Read of size 8 at 0x5606 by thread T2:"),
+            Line::Access
+        );
         assert_eq!(
             tsan("  Previous write of size 4 at 0x7b04 by main thread (mutexes: write M0):"),
             Line::Access
@@ -228,15 +243,24 @@ mod tests {
             Line::Frame("worker()")
         );
         assert_eq!(
-            tsan("    #1 std::thread::_M_start_thread(std::unique_ptr<std::thread::_State, std::default_delete<std::thread::_State> >, void (*)()) <null> (libstdc++.so.6+0xd4578)"),
-            Line::Frame("std::thread::_M_start_thread(std::unique_ptr<std::thread::_State, std::default_delete<std::thread::_State> >, void (*)())")
+            tsan(
+                "    #1 std::thread::_M_start_thread(std::unique_ptr<std::thread::_State, std::default_delete<std::thread::_State> >, void (*)()) <null> (libstdc++.so.6+0xd4578)"
+            ),
+            Line::Frame(
+                "std::thread::_M_start_thread(std::unique_ptr<std::thread::_State, std::default_delete<std::thread::_State> >, void (*)())"
+            )
         );
         assert_eq!(
-            tsan("    #0 pthread_create ../../../../src/libsanitizer/tsan/tsan_interceptors_posix.cpp:1001 (libtsan.so.2+0x5e686)"),
+            tsan(
+                "    #0 pthread_create ../../../../src/libsanitizer/tsan/tsan_interceptors_posix.cpp:1001 (libtsan.so.2+0x5e686)"
+            ),
             Line::RuntimeFrame
         );
         assert_eq!(tsan("    #2 main (a.out+0x12bf)"), Line::Frame("main"));
-        assert_eq!(tsan("  Location is global 'g' of size 8 at 0x56 (tsan+0x4090)"), Line::OtherBlock);
+        assert_eq!(
+            tsan("  Location is global 'g' of size 8 at 0x56 (tsan+0x4090)"),
+            Line::OtherBlock
+        );
         assert_eq!(
             tsan("SUMMARY: ThreadSanitizer: data race /x/tsan.cpp:6 in worker()"),
             Line::Summary

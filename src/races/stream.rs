@@ -18,7 +18,10 @@ pub const READ_BUFFER: usize = 1024 * 1024;
 /// Longest line kept; the rest of a longer line is skipped.
 pub const LINE_CAP: usize = 64 * 1024;
 
-const _: () = assert!(LINE_CAP * 2 <= READ_BUFFER, "a capped line must leave room to read");
+const _: () = assert!(
+    LINE_CAP * 2 <= READ_BUFFER,
+    "a capped line must leave room to read"
+);
 
 /// Common start of every anchor: one search finds Go and TSan reports alike.
 const ANCHOR_START: &[u8] = b"WARNING: ";
@@ -136,7 +139,10 @@ impl<R: Read> Lines<R> {
                     return Ok(None);
                 }
                 self.start = self.end;
-                return Ok(Some((self.newlines + 1, strip_cr(&self.buf[start..self.end]))));
+                return Ok(Some((
+                    self.newlines + 1,
+                    strip_cr(&self.buf[start..self.end]),
+                )));
             }
         }
     }
@@ -217,12 +223,7 @@ fn count_newlines(hay: &[u8]) -> u64 {
             .fold(0u8, |n, &b| n.wrapping_add(u8::from(b == b'\n')));
         total += u64::from(in_block);
     }
-    total
-        + blocks
-            .remainder()
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count() as u64
+    total + blocks.remainder().iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 #[cfg(test)]
@@ -247,6 +248,8 @@ mod tests {
         assert!(maybe_anchor(b"WARNING: Thread"));
         assert!(maybe_anchor(b"WARNING: "));
         assert!(!maybe_anchor(b"WARNING: disk almost full"));
-        assert!(!maybe_anchor(b"WARNING: ThreadSanitizer: heap-use-after-free"));
+        assert!(!maybe_anchor(
+            b"WARNING: ThreadSanitizer: heap-use-after-free"
+        ));
     }
 }
