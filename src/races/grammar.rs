@@ -7,6 +7,7 @@
 
 use std::sync::LazyLock;
 
+use memchr::memmem::Finder;
 use regex::Regex;
 
 use super::Runtime;
@@ -26,6 +27,7 @@ static GOROUTINE_CREATED: LazyLock<Regex> = LazyLock::new(|| {
 /// `/path/file.go:23 +0x1f`, or without the offset.
 static GO_LOCATION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\S.*:\d+(?: \+0x[0-9a-fA-F]+)?$").expect("static regex"));
+static WARNING: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("WARNING: "));
 static TSAN_FRAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^#\d+ (.*)$").expect("static regex"));
 
@@ -72,17 +74,20 @@ pub(super) enum Line<'a> {
 /// (so a log line quoting it is not a report), or `WARNING: ThreadSanitizer:
 /// data race` with at most TSan's ` (pid=N)` after it.
 pub(super) fn anchor(line: &str) -> Option<(usize, Runtime)> {
-    const GO: &str = "WARNING: DATA RACE";
-    const TSAN: &str = "WARNING: ThreadSanitizer: data race";
-    if let Some(at) = line.find(GO) {
-        if line[at + GO.len()..].trim().is_empty() {
-            return Some((at, Runtime::Go));
-        }
-    }
-    if let Some(at) = line.find(TSAN) {
-        let rest = &line[at + TSAN.len()..];
-        if rest.trim().is_empty() || rest.starts_with(" (") {
-            return Some((at, Runtime::ThreadSanitizer));
+    const GO: &str = "DATA RACE";
+    const TSAN: &str = "ThreadSanitizer: data race";
+    // Called on every line inside a report: one SIMD search rejects almost
+    // all of them.
+    for at in WARNING.find_iter(line.as_bytes()) {
+        let rest = &line[at + "WARNING: ".len()..];
+        if let Some(after) = rest.strip_prefix(GO) {
+            if after.trim().is_empty() {
+                return Some((at, Runtime::Go));
+            }
+        } else if let Some(after) = rest.strip_prefix(TSAN) {
+            if after.trim().is_empty() || after.starts_with(" (") {
+                return Some((at, Runtime::ThreadSanitizer));
+            }
         }
     }
     None
@@ -104,13 +109,15 @@ pub(super) fn classify(runtime: Runtime, line: &str) -> Line<'_> {
     if trimmed == FAILED_STACK {
         return Line::FailedStack;
     }
-    if ACCESS_HEADER.is_match(trimmed) {
+    // Regexes only for lines that can match: most lines seen inside a
+    // report are interleaved log lines, and this runs for each of them.
+    if trimmed.ends_with(':') && ACCESS_HEADER.is_match(trimmed) {
         return Line::Access;
     }
     let indented = line.starts_with([' ', '\t']);
     match runtime {
         Runtime::Go => {
-            if GOROUTINE_CREATED.is_match(trimmed) {
+            if trimmed.starts_with("Goroutine ") && GOROUTINE_CREATED.is_match(trimmed) {
                 Line::OtherBlock
             } else if indented && GO_LOCATION.is_match(trimmed) && trimmed.contains('/') {
                 Line::Location
@@ -194,6 +201,10 @@ mod tests {
             Some((0, Runtime::ThreadSanitizer))
         );
         assert_eq!(anchor(r#"want "WARNING: DATA RACE" in output"#), None);
+        assert_eq!(
+            anchor("WARNING: low disk WARNING: DATA RACE"),
+            Some((18, Runtime::Go))
+        );
         assert_eq!(
             anchor("WARNING: ThreadSanitizer: heap-use-after-free"),
             None
