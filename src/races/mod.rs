@@ -4,9 +4,30 @@
 //! Pure logic over bytes: no GitLab, no printing. `scan` reads a stream in
 //! bounded memory and hands each report to a callback.
 //!
-//! PLACEHOLDER API — the parser lands in its own commit.
+//! The work is split by concern:
+//! - [`stream`]: chunked reading, the fast search for report anchors outside
+//!   reports, and line splitting with a cap on line length;
+//! - [`assemble`]: turning lines into reports (line prefixes, interleaved
+//!   lines, `go test -json` events, where a report ends);
+//! - [`grammar`]: what a line of a Go or ThreadSanitizer report looks like;
+//! - [`frames`]: which frame of a stack identifies a race, and how function
+//!   names are normalised so builds and hosts agree.
+
+mod assemble;
+mod frames;
+mod grammar;
+mod stream;
+#[cfg(test)]
+mod tests;
 
 use std::io::Read;
+
+use md5::{Digest, Md5};
+
+pub use stream::{LINE_CAP, READ_BUFFER};
+
+/// A report's text is cut here; the report ends and is marked truncated.
+pub const REPORT_CAP: usize = 1024 * 1024;
 
 /// Which runtime printed a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -16,6 +37,10 @@ pub enum Runtime {
 }
 
 /// One side of a race: the access line and its stack, function names as printed.
+///
+/// For ThreadSanitizer the frames are the function text between `#N ` and the
+/// location; frames of the TSan runtime itself (module `libtsan`, the
+/// interceptors) are left out, since their module is not kept here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
     pub header: String,
@@ -26,7 +51,9 @@ pub struct Access {
 #[derive(Debug, Clone)]
 pub struct RaceReport {
     pub runtime: Runtime,
-    /// The report's lines, verbatim but for the prefix, joined with `\n`.
+    /// The report's lines, verbatim but for the prefix, joined with `\n`:
+    /// from the `WARNING` line to the last line before the closing
+    /// delimiter (the `==================` delimiters are not included).
     pub text: String,
     /// In order of appearance: the current access, then the previous one.
     pub accesses: Vec<Access>,
@@ -45,16 +72,65 @@ impl std::fmt::Display for Fingerprint {
     }
 }
 
+/// Bumped whenever the identity rules change, so old and new fingerprints
+/// never collide by accident.
+const FINGERPRINT_VERSION: &str = "rp-devops race v1";
+/// GitLab's limit on issue titles, in characters.
+const TITLE_MAX_CHARS: usize = 255;
+
 impl RaceReport {
+    /// The normalised top frame of the current and of the previous access;
+    /// `None` for a side that is missing or has no frame outside the runtime.
     pub fn top_frames(&self) -> (Option<String>, Option<String>) {
-        todo!()
+        let side = |i: usize| {
+            self.accesses
+                .get(i)
+                .and_then(|a| frames::top_frame(&a.frames))
+        };
+        (side(0), side(1))
     }
+
     pub fn fingerprint(&self) -> Fingerprint {
-        todo!()
+        let mut identity = String::from(FINGERPRINT_VERSION);
+        match self.top_frames() {
+            (Some(a), Some(b)) => {
+                // Unordered: the same race is often printed with its two
+                // accesses the other way round.
+                let (first, second) = if a <= b { (a, b) } else { (b, a) };
+                identity.push_str("\npair\n");
+                identity.push_str(&first);
+                identity.push('\n');
+                identity.push_str(&second);
+            }
+            (Some(one), None) | (None, Some(one)) => {
+                identity.push_str("\none\n");
+                identity.push_str(&one);
+            }
+            // Nothing to tell such reports apart by: they share one issue.
+            (None, None) => identity.push_str("\nnone"),
+        }
+        let digest = Md5::digest(identity.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Fingerprint(hex)
     }
+
     pub fn title(&self) -> String {
-        todo!()
+        let title = match self.top_frames() {
+            (Some(a), Some(b)) if a != b => format!("Data race in {a} vs {b}"),
+            (Some(a), _) | (None, Some(a)) => format!("Data race in {a}"),
+            (None, None) => "Data race (no usable stack)".to_owned(),
+        };
+        cut_title(title)
     }
+}
+
+fn cut_title(title: String) -> String {
+    if title.chars().count() <= TITLE_MAX_CHARS {
+        return title;
+    }
+    let mut cut: String = title.chars().take(TITLE_MAX_CHARS - 1).collect();
+    cut.push('…');
+    cut
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -64,12 +140,38 @@ pub struct ScanStats {
     pub truncated: u64,
 }
 
-/// Read `input` to its end, calling `on_progress` with bytes read and
-/// `on_report` for each report found.
+/// Read `input` to its end, calling `on_progress` with the bytes read so far
+/// (about once per read buffer, not per line) and `on_report` for each
+/// report found.
+///
+/// Memory stays bounded whatever the input: one read buffer, one line of at
+/// most [`LINE_CAP`] bytes, one report of at most [`REPORT_CAP`] bytes.
+/// Invalid UTF-8 is replaced; only errors from `input` are returned.
 pub fn scan(
-    _input: impl Read,
-    _on_progress: &mut dyn FnMut(u64),
-    _on_report: &mut dyn FnMut(RaceReport),
+    input: impl Read,
+    on_progress: &mut dyn FnMut(u64),
+    on_report: &mut dyn FnMut(RaceReport),
 ) -> std::io::Result<ScanStats> {
-    todo!()
+    let mut lines = stream::Lines::new(input);
+    let mut assembler = assemble::Assembler::default();
+    let mut stats = ScanStats::default();
+    let mut emit = |report: RaceReport| {
+        stats.reports += 1;
+        if report.truncated {
+            stats.truncated += 1;
+        }
+        on_report(report);
+    };
+    loop {
+        if !assembler.in_report() && !lines.skip_to_anchor(on_progress)? {
+            break;
+        }
+        match lines.next_line(on_progress)? {
+            Some((number, line)) => assembler.feed(line, number, &mut emit),
+            None => break,
+        }
+    }
+    assembler.finish(&mut emit);
+    stats.bytes = lines.bytes_read();
+    Ok(stats)
 }
