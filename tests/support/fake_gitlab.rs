@@ -250,14 +250,22 @@ impl std::fmt::Display for Dropped {
 
 impl std::error::Error for Dropped {}
 
-async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Response<Full<Bytes>>, Dropped> {
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<Mutex<State>>,
+) -> Result<Response<Full<Bytes>>, Dropped> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let body = match req.into_body().collect().await {
         Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
@@ -287,11 +295,15 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     };
     match fault {
         Some(Fault::Status(status, retry_after)) => {
-            let mut response = json_response(status, &json!({ "message": format!("{status} injected fault") }));
+            let mut response = json_response(
+                status,
+                &json!({ "message": format!("{status} injected fault") }),
+            );
             if let Some(secs) = retry_after {
-                response
-                    .headers_mut()
-                    .insert("retry-after", secs.to_string().parse().expect("header value"));
+                response.headers_mut().insert(
+                    "retry-after",
+                    secs.to_string().parse().expect("header value"),
+                );
             }
             return Ok(response);
         }
@@ -351,7 +363,10 @@ enum Caller {
 }
 
 fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
-    let caller = match (header(request, "private-token"), header(request, "job-token")) {
+    let caller = match (
+        header(request, "private-token"),
+        header(request, "job-token"),
+    ) {
         (Some(TOKEN), _) => Caller::Private,
         (None, Some(JOB_TOKEN)) => Caller::Job,
         _ => return message(401, "401 Unauthorized"),
@@ -432,20 +447,37 @@ fn note_json(issue: &FakeIssue, note: &FakeNote) -> Value {
 }
 
 /// Slice `items` per `page`/`per_page` and add GitLab's pagination headers.
-fn paginate(s: &State, request: &RecordedRequest, params: &HashMap<String, String>, items: Vec<Value>) -> Response<Full<Bytes>> {
+fn paginate(
+    s: &State,
+    request: &RecordedRequest,
+    params: &HashMap<String, String>,
+    items: Vec<Value>,
+) -> Response<Full<Bytes>> {
     let per_page = params
         .get("per_page")
         .and_then(|p| p.parse::<usize>().ok())
         .unwrap_or(20)
         .clamp(1, 100)
         .min(s.per_page_max);
-    let page = params.get("page").and_then(|p| p.parse::<usize>().ok()).unwrap_or(1).max(1);
+    let page = params
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
     let total = items.len();
     let pages = total.div_ceil(per_page).max(1);
-    let slice: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let slice: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
     let mut response = json_response(200, &Value::Array(slice));
     let headers = response.headers_mut();
-    let next = if page < pages { (page + 1).to_string() } else { String::new() };
+    let next = if page < pages {
+        (page + 1).to_string()
+    } else {
+        String::new()
+    };
     if let Some(host) = &s.link_only_host {
         if !next.is_empty() {
             let mut query: Vec<String> = request
@@ -468,7 +500,11 @@ fn paginate(s: &State, request: &RecordedRequest, params: &HashMap<String, Strin
     response
 }
 
-fn list_issues(s: &State, request: &RecordedRequest, params: &HashMap<String, String>) -> Response<Full<Bytes>> {
+fn list_issues(
+    s: &State,
+    request: &RecordedRequest,
+    params: &HashMap<String, String>,
+) -> Response<Full<Bytes>> {
     let wanted: Vec<&str> = params
         .get("labels")
         .map(|l| l.split(',').filter(|l| !l.is_empty()).collect())
@@ -486,25 +522,43 @@ fn list_issues(s: &State, request: &RecordedRequest, params: &HashMap<String, St
 
 fn labels_of(value: &Value) -> Vec<String> {
     match value {
-        Value::String(s) => s.split(',').map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect(),
-        Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        Value::String(s) => s
+            .split(',')
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 fn create_issue(s: &mut State, body: &Value) -> Response<Full<Bytes>> {
-    let Some(title) = body.get("title").and_then(Value::as_str).filter(|t| !t.trim().is_empty()) else {
+    let Some(title) = body
+        .get("title")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+    else {
         return json_response(400, &json!({ "error": "title is missing" }));
     };
     if title.chars().count() > 255 {
-        return json_response(400, &json!({ "message": { "title": ["is too long (maximum is 255 characters)"] } }));
+        return json_response(
+            400,
+            &json!({ "message": { "title": ["is too long (maximum is 255 characters)"] } }),
+        );
     }
     s.next_id += 1;
     let issue = FakeIssue {
         iid: s.issues.len() as u64 + 1,
         id: s.next_id,
         title: title.to_owned(),
-        description: body.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
+        description: body
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
         labels: body.get("labels").map(labels_of).unwrap_or_default(),
         state: "opened".to_owned(),
         notes: Vec::new(),
@@ -547,7 +601,12 @@ fn update_issue(s: &mut State, iid: &str, body: &Value) -> Response<Full<Bytes>>
     json_response(200, &issue_json(s, &issue))
 }
 
-fn list_notes(s: &State, request: &RecordedRequest, iid: &str, params: &HashMap<String, String>) -> Response<Full<Bytes>> {
+fn list_notes(
+    s: &State,
+    request: &RecordedRequest,
+    iid: &str,
+    params: &HashMap<String, String>,
+) -> Response<Full<Bytes>> {
     let Some(issue) = find_issue(s, iid) else {
         return message(404, "404 Issue Not Found");
     };
@@ -556,7 +615,11 @@ fn list_notes(s: &State, request: &RecordedRequest, iid: &str, params: &HashMap<
 }
 
 fn create_note(s: &mut State, iid: &str, body: &Value) -> Response<Full<Bytes>> {
-    let Some(text) = body.get("body").and_then(Value::as_str).filter(|b| !b.trim().is_empty()) else {
+    let Some(text) = body
+        .get("body")
+        .and_then(Value::as_str)
+        .filter(|b| !b.trim().is_empty())
+    else {
         return json_response(400, &json!({ "error": "body is missing" }));
     };
     s.next_id += 1;

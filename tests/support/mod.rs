@@ -8,11 +8,14 @@ pub mod fake_gitlab;
 
 use std::path::{Path, PathBuf};
 
-pub use fake_gitlab::{Fault, FakeGitLab};
+#[allow(unused_imports)]
+pub use fake_gitlab::{FakeGitLab, Fault};
 
 /// A `tests/fixtures/...` path.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// The real binary with a cleared environment: only PATH, a temporary HOME
