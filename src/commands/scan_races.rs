@@ -363,7 +363,7 @@ fn file_races(
         Some(GitLab::new(&settings.gitlab, settings.retry)?.on_retry(move |m| warn.warn(m)))
     };
     let project = match (&client, project) {
-        (None, project) => project.unwrap_or_else(|| "(no project)".to_owned()),
+        (None, project) => project.unwrap_or_default(),
         (Some(_), Some(project)) => project,
         (Some(_), None) => {
             return Err(UsageError::new(
@@ -413,7 +413,7 @@ fn file_races(
                     None => {
                         printer.would(
                             "POST",
-                            &format!("{}/issues", GitLab::project_path(&project)),
+                            &format!("{}/issues", shown_project_path(&project)),
                             format!("new issue {:?} labelled {:?}", new.title, labels.join(",")),
                         );
                         race.action = "would-create";
@@ -483,6 +483,16 @@ fn file_races(
         results.push(race);
     }
     Ok(results)
+}
+
+/// The project part of a path in dry-run lines; `:id` when no project is
+/// configured (an offline dry run).
+fn shown_project_path(project: &str) -> String {
+    if project.is_empty() {
+        "projects/:id".to_owned()
+    } else {
+        GitLab::project_path(project)
+    }
 }
 
 /// A fence longer than any run of backticks inside `text`.
