@@ -376,7 +376,10 @@ mod tests {
         assert_eq!(s.gitlab.url.as_deref(), Some("https://flag.example.com"));
         assert_eq!(s.gitlab.project.as_deref(), Some("env/project"));
 
-        let ci_only = [("CI_SERVER_URL", "https://ci.example.com"), ("CI_PROJECT_ID", "42")];
+        let ci_only = [
+            ("CI_SERVER_URL", "https://ci.example.com"),
+            ("CI_PROJECT_ID", "42"),
+        ];
         let s = resolve(&[], &ci_only, Some(CONFIG)).unwrap();
         assert_eq!(s.gitlab.url.as_deref(), Some("https://ci.example.com"));
         assert_eq!(s.gitlab.project.as_deref(), Some("42"));

@@ -40,6 +40,16 @@ fn copy_fixture(dir: &Path, name: &str) -> PathBuf {
     target
 }
 
+/// A `logs/` directory holding copies of these fixture logs.
+fn logs_dir(dir: &Path, names: &[&str]) -> PathBuf {
+    let logs = dir.join("logs");
+    std::fs::create_dir(&logs).expect("create logs dir");
+    for name in names {
+        copy_fixture(&logs, name);
+    }
+    logs
+}
+
 fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -75,18 +85,17 @@ fn counter_swapped_other_build() -> String {
 fn creates_one_issue_per_distinct_race_across_hosts_builds_and_order() {
     let gitlab = FakeGitLab::start();
     let dir = home();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
     // The same two races from a plain run, a journald-prefixed run on another
     // host, and a GORACE log_path file; counter.log's race twice, once swapped.
-    for name in [
-        "server-run1.log",
-        "journald-prefixed.log",
-        "gorace-logpath.race.log",
-        "counter.log",
-    ] {
-        copy_fixture(&logs, name);
-    }
+    let logs = logs_dir(
+        dir.path(),
+        &[
+            "server-run1.log",
+            "journald-prefixed.log",
+            "gorace-logpath.race.log",
+            "counter.log",
+        ],
+    );
     std::fs::write(logs.join("counter.log.1"), counter_swapped_other_build()).unwrap();
 
     let output = scan(&gitlab, dir.path(), &[logs.to_str().unwrap()]);
@@ -339,17 +348,16 @@ fn end_state(gitlab: &FakeGitLab) -> Vec<(String, String, usize)> {
 #[test]
 fn thirty_percent_faults_give_the_same_end_state() {
     let dir = home();
-    let logs = dir.path().join("logs");
-    std::fs::create_dir(&logs).unwrap();
-    for name in [
-        "server-run1.log",
-        "cache.log",
-        "counter.log",
-        "generic.log",
-        "tsan-cpp.log",
-    ] {
-        copy_fixture(&logs, name);
-    }
+    let logs = logs_dir(
+        dir.path(),
+        &[
+            "server-run1.log",
+            "cache.log",
+            "counter.log",
+            "generic.log",
+            "tsan-cpp.log",
+        ],
+    );
     let logs = logs.to_str().unwrap();
 
     let clean = FakeGitLab::start();
