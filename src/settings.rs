@@ -376,7 +376,7 @@ mod tests {
         assert_eq!(s.gitlab.url.as_deref(), Some("https://flag.example.com"));
         assert_eq!(s.gitlab.project.as_deref(), Some("env/project"));
 
-        let s = resolve(&[], &env[1..], Some(CONFIG)).unwrap();
+        let s = resolve(&[], &[env[1], env[3]], Some(CONFIG)).unwrap();
         assert_eq!(s.gitlab.url.as_deref(), Some("https://ci.example.com"));
         assert_eq!(s.gitlab.project.as_deref(), Some("42"));
 
