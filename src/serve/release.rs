@@ -543,9 +543,10 @@ impl ReleaseReceiver {
             recorded
         };
 
-        let needs_run = product_config.script.is_some()
-            && (created || !status.script.as_ref().is_some_and(ScriptOutcome::succeeded));
-        if needs_run {
+        let rerun = !created
+            && product_config.script.is_some()
+            && !status.script.as_ref().is_some_and(ScriptOutcome::succeeded);
+        if created || rerun {
             let facts = ReleaseFacts {
                 product: &product,
                 version: &version,
