@@ -922,6 +922,47 @@ fn serve_without_release_section_serves_healthz_only_and_needs_no_secret() {
     );
 }
 
+#[test]
+fn the_example_release_script_publishes_and_refuses_hostile_channels() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "rp-5.2.0.tgz", 300_000, 21);
+    let out = rx.upload(
+        &file,
+        "example",
+        &["version=5.2.0", "channel=beta", "commit=abc"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tail = json(&stdout(&out))["script"]["output_tail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        tail.contains("published example 5.2.0 (beta, commit abc)"),
+        "{tail}"
+    );
+    let published = rx.root().join("published/example/beta");
+    assert_eq!(
+        std::fs::read(published.join("latest")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(published.join("LATEST")).unwrap(),
+        format!("5.2.0 {}\n", md5_hex(&file))
+    );
+    // A channel that would climb out of the publish tree: the script says no.
+    let out = rx.upload(&file, "example", &["version=5.2.1", "channel=../../etc"]);
+    assert_eq!(out.status.code(), Some(1));
+    let answer = json(&stdout(&out));
+    assert_eq!(answer["script"]["exit_code"], 2);
+    assert!(
+        answer["script"]["output_tail"]
+            .as_str()
+            .unwrap()
+            .contains("refusing channel")
+    );
+    assert!(!rx.root().join("etc").exists());
+}
+
 fn runs(rx: &Receiver, script: &str) -> usize {
     std::fs::read_to_string(rx.root().join(format!("{script}-runs.log")))
         .map(|t| t.lines().count())

@@ -66,7 +66,9 @@ impl Receiver {
              app:\n      required: [version, channel]\n      script: {root}/app.sh\n      timeout: 20s\n    \
              flaky:\n      script: {root}/flaky.sh\n      timeout: 20s\n    \
              slow:\n      script: {root}/slow.sh\n      timeout: 1s\n    \
-             plain: {{}}\n",
+             plain: {{}}\n    \
+             example:\n      required: [version, channel]\n      script: {example}\n      timeout: 20s\n",
+            example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/release.sh"),
             rel = root.join("rel").display(),
             root = root.display(),
         );
@@ -90,6 +92,7 @@ impl Receiver {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", root)
             .env("RP_RELEASE_SECRET", SECRET)
+            .env("RELEASE_PUBLISH_DIR", root.join("published"))
             .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
