@@ -63,18 +63,23 @@ cat "$artifact" > /dev/null
 now() { date +%s.%N; }
 
 t0=$(now)
-md5sum "$artifact" > /dev/null
+/usr/bin/time -f '%U %S' -o "$work/md5sum.cpu" md5sum "$artifact" > /dev/null
 t1=$(now)
 md5_wall=$(awk "BEGIN {print $t1 - $t0}")
 
+ticks=$(getconf CLK_TCK)
+server_cpu() { awk -v t="$ticks" '{print ($14 + $15) / t}' "/proc/$server_pid/stat"; }
+server_cpu0=$(server_cpu)
 t0=$(now)
-RP_RELEASE_SECRET=$secret /usr/bin/time -f %M -o "$work/client.rss" \
+RP_RELEASE_SECRET=$secret /usr/bin/time -f '%M %U %S' -o "$work/client.rss" \
     "$bin" -q --json release upload "$artifact" --url "$url" --product bench --meta version=1 \
     > "$work/answer.json"
 t1=$(now)
 upload_wall=$(awk "BEGIN {print $t1 - $t0}")
 
-client_kib=$(tail -1 "$work/client.rss")
+server_cpu1=$(server_cpu)
+read -r client_kib client_user client_sys < <(tail -1 "$work/client.rss")
+read -r md5_user md5_sys < <(tail -1 "$work/md5sum.cpu")
 server_kib=$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status")
 expected=$(md5sum < "$artifact" | cut -c1-32)
 grep -q "\"md5\": \"$expected\"" "$work/answer.json" || { echo "md5 mismatch in answer" >&2; cat "$work/answer.json" >&2; exit 1; }
@@ -86,4 +91,8 @@ printf 'release upload      %.2f s  (%.0f MiB/s, incl. server fsync)\n' "$upload
 printf 'ratio               %.2fx   (target <= 1.5x)\n' "$ratio"
 printf 'client peak RSS     %.1f MiB (target < 32)\n' "$(awk "BEGIN {print $client_kib / 1024}")"
 printf 'server peak RSS     %.1f MiB (target < 32)\n' "$(awk "BEGIN {print $server_kib / 1024}")"
+printf 'CPU time            md5sum %.2f s; upload: client %.2f s + server %.2f s\n' \
+    "$(awk "BEGIN {print $md5_user + $md5_sys}")" \
+    "$(awk "BEGIN {print $client_user + $client_sys}")" \
+    "$(awk "BEGIN {print $server_cpu1 - $server_cpu0}")"
 printf 'machine             %s cores, load average %s\n' "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
