@@ -409,7 +409,7 @@ impl Form {
 
     pub fn head(&self, secret: &str, len: usize) -> String {
         format!(
-            "POST /api/v1/releases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n\
+            "POST /api/v1/releases HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {secret}\r\n\
              Content-Type: multipart/form-data; boundary={}\r\nContent-Length: {len}\r\n\r\n",
             self.boundary
         )
