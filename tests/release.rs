@@ -356,6 +356,15 @@ fn unknown_product_bad_names_and_missing_fields_are_refused() {
         stderr(&out)
     );
     assert!(!stderr(&out).contains("retrying"), "{}", stderr(&out));
+    // --json prints the server's answer, error included.
+    let answer = json(&stdout(&out));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown product"),
+        "{answer}"
+    );
     assert_eq!(rx.log().matches("\"POST /api/v1/releases\" 404").count(), 2);
     assert_eq!(rx.files(), Vec::<String>::new());
     assert_eq!(runs(&rx, "app"), 0);
@@ -961,6 +970,31 @@ fn the_example_release_script_publishes_and_refuses_hostile_channels() {
             .contains("refusing channel")
     );
     assert!(!rx.root().join("etc").exists());
+}
+
+#[test]
+fn a_crash_mid_publication_is_completed_by_the_next_identical_upload() {
+    let mut rx = Receiver::unstarted("4MiB");
+    // What a crash can leave: a temp file, an artifact without .env/.status.
+    let version_dir = rx.rel().join("app/8");
+    std::fs::create_dir_all(&version_dir).unwrap();
+    let file = artifact(&version_dir, "x.tgz", 100_000, 22);
+    std::fs::write(rx.rel().join(".rp-upload-crashed"), b"partial").unwrap();
+    rx.spawn();
+    assert!(
+        rx.log().contains("left by an interrupted upload"),
+        "{}",
+        rx.log()
+    );
+    let out = rx.upload(&file, "app", &["version=8", "channel=x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&stdout(&out))["script"]["exit_code"], 0);
+    assert_eq!(runs(&rx, "app"), 1);
+    rx.assert_only_releases(&["app/8/x.tgz"]);
+    // And now it is complete: nothing runs again.
+    let out = rx.upload(&file, "app", &["version=8", "channel=x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(runs(&rx, "app"), 1);
 }
 
 fn runs(rx: &Receiver, script: &str) -> usize {

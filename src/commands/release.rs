@@ -213,7 +213,9 @@ fn send_with_retries(
 /// server's message (and the full answer on stdout when it is a release).
 fn report(json: &Value, status: u16, printer: &Printer, product: &str) -> Result<ExitStatus> {
     let is_release = json.get("md5").is_some();
-    if (200..300).contains(&status) || is_release {
+    // JSON output is the server's answer, whatever it was; people get the
+    // release summary, and errors on stderr.
+    if printer.is_json() || is_release {
         printer.result(json, |out| {
             let field = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("?");
             let verb = if status == 201 {

@@ -504,6 +504,9 @@ impl ReleaseReceiver {
             Some(_) => false,
         };
 
+        // Whether an earlier publication of this artifact was cut short (a
+        // crash before its .env or .status was written).
+        let mut incomplete = false;
         let mut status = if created {
             let dir = self.dir.clone();
             let (product, version, target) = (product.clone(), version.clone(), artifact.clone());
@@ -528,8 +531,11 @@ impl ReleaseReceiver {
             ));
             status
         } else {
-            let (artifact, status_path) = (artifact.clone(), status_path.clone());
-            let recorded = blocking(move || recorded_status(&artifact, &status_path)).await?;
+            let (artifact, status_path, env_path) =
+                (artifact.clone(), status_path.clone(), env_path.clone());
+            let (recorded, complete) =
+                blocking(move || recorded_status(&artifact, &status_path, &env_path)).await?;
+            incomplete = !complete;
             if recorded.md5 != file.md5 {
                 return Err(Rejection::new(
                     StatusCode::CONFLICT,
@@ -544,8 +550,9 @@ impl ReleaseReceiver {
         };
 
         let rerun = !created
-            && product_config.script.is_some()
-            && !status.script.as_ref().is_some_and(ScriptOutcome::succeeded);
+            && (incomplete
+                || product_config.script.is_some()
+                    && !status.script.as_ref().is_some_and(ScriptOutcome::succeeded));
         if created || rerun {
             let facts = ReleaseFacts {
                 product: &product,
@@ -562,7 +569,7 @@ impl ReleaseReceiver {
             if let Some(script_path) = &product_config.script {
                 if !created {
                     self.log.info(format!(
-                        "release: {product} {version} re-uploaded after a failed script run; running it again"
+                        "release: {product} {version} re-uploaded after a failed or unfinished publication; running the script again"
                     ));
                 }
                 let outcome = script::run(ScriptRun {
@@ -584,6 +591,8 @@ impl ReleaseReceiver {
                     }
                 ));
                 status.script = Some(outcome);
+            }
+            if rerun || product_config.script.is_some() {
                 let (status_path, text) = (status_path.clone(), status.to_json());
                 blocking(move || write_atomically(&status_path, &text)).await?;
             }
@@ -942,21 +951,29 @@ fn existing_release(version_dir: &Path) -> io::Result<Option<String>> {
 }
 
 /// What the status file says, or (after a crash before it was written) the
-/// stored artifact's hash, with no script outcome.
-fn recorded_status(artifact: &Path, status_path: &Path) -> io::Result<ReleaseStatus> {
+/// stored artifact's hash, with no script outcome; and whether the earlier
+/// publication completed (status and .env both there).
+fn recorded_status(
+    artifact: &Path,
+    status_path: &Path,
+    env_path: &Path,
+) -> io::Result<(ReleaseStatus, bool)> {
     if let Ok(text) = std::fs::read_to_string(status_path) {
         if let Ok(status) = serde_json::from_str::<ReleaseStatus>(&text) {
-            return Ok(status);
+            return Ok((status, env_path.is_file()));
         }
     }
     let mut file = File::open(artifact)?;
     let mut hasher = Md5::new();
     let bytes = io::copy(&mut file, &mut hasher)?;
-    Ok(ReleaseStatus {
-        md5: release::hex(&hasher.finalize()),
-        bytes,
-        script: None,
-    })
+    Ok((
+        ReleaseStatus {
+            md5: release::hex(&hasher.finalize()),
+            bytes,
+            script: None,
+        },
+        false,
+    ))
 }
 
 /// Move the fsynced temporary file to `DIR/PRODUCT/VERSION/FILENAME` and make

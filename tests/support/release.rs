@@ -52,6 +52,14 @@ impl Receiver {
     }
 
     pub fn start_with_max(max_size: &str) -> Self {
+        let mut receiver = Self::unstarted(max_size);
+        receiver.spawn();
+        receiver
+    }
+
+    /// Everything but the process, to prepare the release dir first; then
+    /// call `spawn`.
+    pub fn unstarted(max_size: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path();
         for (name, body) in [
@@ -73,16 +81,14 @@ impl Receiver {
             root = root.display(),
         );
         std::fs::write(root.join("rp-devops.yml"), config).expect("config");
-        let mut receiver = Self {
+        Self {
             dir,
             port: 0,
             child: None,
-        };
-        receiver.spawn();
-        receiver
+        }
     }
 
-    fn spawn(&mut self) {
+    pub fn spawn(&mut self) {
         let root = self.dir.path();
         let log = std::fs::File::create(root.join("serve.log")).expect("log");
         let child = Command::new(BIN)
