@@ -236,13 +236,7 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in [
-            "restorepoint",
-            "1.2.3",
-            "rp-5.0_rc1.tgz",
-            "A",
-            "a..b".get(0..1).unwrap(),
-        ] {
+        for ok in ["restorepoint", "1.2.3", "rp-5.0_rc1.tgz", "A", "a.b", "9"] {
             assert!(is_valid_name(ok), "{ok}");
         }
         for bad in [
