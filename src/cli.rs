@@ -31,6 +31,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     ScanRaces(commands::scan_races::ScanRacesArgs),
+    /// Ship release artifacts to a release receiver (`serve`)
+    #[command(subcommand)]
+    Release(commands::release::ReleaseCommand),
+    Serve(commands::serve::ServeArgs),
 }
 
 /// Flags every command accepts (SPEC §2).

@@ -60,7 +60,7 @@ pub struct ReleaseConfig {
     pub products: BTreeMap<String, ProductConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProductConfig {
     #[serde(default)]

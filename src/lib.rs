@@ -9,6 +9,8 @@ pub mod error;
 pub mod gitlab;
 pub mod output;
 pub mod races;
+pub mod release;
+pub mod serve;
 pub mod settings;
 
 use clap::Parser;

@@ -2,7 +2,9 @@
 //! Commands talk to service clients and the printer; they never build URLs,
 //! read environment variables or print directly.
 
+pub mod release;
 pub mod scan_races;
+pub mod serve;
 
 use anyhow::Result;
 
@@ -13,5 +15,7 @@ use crate::settings::Settings;
 pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
     match command {
         Command::ScanRaces(args) => scan_races::run(&args, settings),
+        Command::Release(args) => release::run(&args, settings),
+        Command::Serve(args) => serve::run(&args, settings),
     }
 }

@@ -1,0 +1,390 @@
+//! The client side of `POST /api/v1/releases`: a multipart body with an exact
+//! `Content-Length` that reads the artifact once, hashing it on the way out,
+//! and the blocking HTTP exchange with its retries.
+//!
+//! The body is laid out up front: a preamble (product, metadata, the `file`
+//! part's header), the file, and an epilogue with the `md5` part. The MD5 is
+//! always 32 hex digits, so the length is known before the first byte is
+//! read; its value is filled in when the file is exhausted.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+
+use super::{FIELD_FILE, FIELD_MD5, FIELD_PRODUCT};
+use crate::output::Progress;
+use crate::settings::Secret;
+
+/// The multipart framing of one upload, independent of the file's bytes.
+#[derive(Debug, Clone)]
+pub struct MultipartLayout {
+    boundary: String,
+    preamble: Vec<u8>,
+    file_len: u64,
+}
+
+impl MultipartLayout {
+    /// Fields go in this order: `product`, the metadata (sorted), `file`,
+    /// `md5`. Names and keys are already validated (no quotes or CR/LF).
+    pub fn new(
+        product: &str,
+        meta: &BTreeMap<String, String>,
+        file_name: &str,
+        file_len: u64,
+    ) -> Self {
+        // A boundary that occurs in no field value (the file is opaque, but a
+        // 128-bit random boundary will not be in it either).
+        let boundary = loop {
+            let candidate = format!(
+                "rp-devops-{:016x}{:016x}",
+                fastrand::u64(..),
+                fastrand::u64(..)
+            );
+            if !meta.values().any(|v| v.contains(&candidate)) {
+                break candidate;
+            }
+        };
+        let mut preamble = Vec::new();
+        let mut field = |name: &str, value: &str| {
+            preamble.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        };
+        field(FIELD_PRODUCT, product);
+        for (key, value) in meta {
+            field(key, value);
+        }
+        preamble.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{FIELD_FILE}\"; filename=\"{file_name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        Self {
+            boundary,
+            preamble,
+            file_len,
+        }
+    }
+
+    pub fn content_type(&self) -> String {
+        format!("multipart/form-data; boundary={}", self.boundary)
+    }
+
+    fn epilogue(&self, md5_hex: &str) -> Vec<u8> {
+        format!(
+            "\r\n--{b}\r\nContent-Disposition: form-data; name=\"{FIELD_MD5}\"\r\n\r\n{md5_hex}\r\n--{b}--\r\n",
+            b = self.boundary
+        )
+        .into_bytes()
+    }
+
+    /// The exact body length.
+    pub fn content_length(&self) -> u64 {
+        self.preamble.len() as u64 + self.file_len + self.epilogue(&"0".repeat(32)).len() as u64
+    }
+
+    /// The body as a reader over `file` (which must hold `file_len` bytes).
+    pub fn body<'a, R: Read>(&'a self, file: R, progress: &'a Progress) -> UploadBody<'a, R> {
+        UploadBody {
+            layout: self,
+            file,
+            hasher: Md5::new(),
+            stage: Stage::Preamble(0),
+            file_left: self.file_len,
+            md5: None,
+            progress,
+            file_error: false,
+        }
+    }
+}
+
+enum Stage {
+    Preamble(usize),
+    File,
+    Epilogue(Vec<u8>, usize),
+}
+
+/// Preamble, then the file through MD5, then the epilogue with the digest.
+pub struct UploadBody<'a, R> {
+    layout: &'a MultipartLayout,
+    file: R,
+    hasher: Md5,
+    stage: Stage,
+    file_left: u64,
+    md5: Option<String>,
+    progress: &'a Progress,
+    file_error: bool,
+}
+
+impl<R> UploadBody<'_, R> {
+    /// The file's MD5 (hex), once it has been read to its end.
+    pub fn md5(&self) -> Option<&str> {
+        self.md5.as_deref()
+    }
+
+    /// Whether reading the artifact itself failed (no point retrying).
+    pub fn file_failed(&self) -> bool {
+        self.file_error
+    }
+}
+
+impl<R: Read> Read for UploadBody<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match &mut self.stage {
+                Stage::Preamble(pos) => {
+                    let rest = &self.layout.preamble[*pos..];
+                    if rest.is_empty() {
+                        self.stage = Stage::File;
+                        continue;
+                    }
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    *pos += n;
+                    return Ok(n);
+                }
+                Stage::File => {
+                    if self.file_left == 0 {
+                        let md5 = super::hex(&std::mem::take(&mut self.hasher).finalize());
+                        self.stage = Stage::Epilogue(self.layout.epilogue(&md5), 0);
+                        self.md5 = Some(md5);
+                        continue;
+                    }
+                    let want = usize::try_from(self.file_left)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len());
+                    let n = match self.file.read(&mut buf[..want]) {
+                        Ok(0) => {
+                            self.file_error = true;
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                "the artifact got shorter while it was being sent",
+                            ));
+                        }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            self.file_error = true;
+                            return Err(e);
+                        }
+                    };
+                    self.hasher.update(&buf[..n]);
+                    self.file_left -= n as u64;
+                    self.progress.inc(n as u64);
+                    return Ok(n);
+                }
+                Stage::Epilogue(bytes, pos) => {
+                    let rest = &bytes[*pos..];
+                    let n = rest.len().min(buf.len());
+                    buf[..n].copy_from_slice(&rest[..n]);
+                    *pos += n;
+                    return Ok(n);
+                }
+            }
+        }
+    }
+}
+
+/// What the receiver answered.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// The JSON body; a non-JSON body becomes `{"error": "<text>"}`.
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    /// The server's `error` message, if it sent one.
+    pub fn error_message(&self) -> Option<&str> {
+        self.json.get("error").and_then(|v| v.as_str())
+    }
+}
+
+/// Why an upload attempt produced no answer.
+#[derive(Debug)]
+pub enum SendError {
+    /// Reading the artifact failed: retrying would not help.
+    File(io::Error),
+    /// Connection refused, reset, timed out, DNS...: worth retrying.
+    Transport(String),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::File(e) => write!(f, "reading the artifact: {e}"),
+            SendError::Transport(e) => f.write_str(e),
+        }
+    }
+}
+
+/// One upload attempt: POST the body, read the answer.
+pub struct Attempt<'a> {
+    pub url: &'a str,
+    pub secret: &'a Secret,
+    pub product: &'a str,
+    pub meta: &'a BTreeMap<String, String>,
+    pub file: &'a Path,
+    pub file_name: &'a str,
+}
+
+impl Attempt<'_> {
+    /// Send once. `progress` gets the file's bytes as they go out.
+    pub fn send(&self, progress: &Progress) -> Result<Answer, SendError> {
+        let file = File::open(self.file).map_err(SendError::File)?;
+        let len = file.metadata().map_err(SendError::File)?.len();
+        let layout = MultipartLayout::new(self.product, self.meta, self.file_name, len);
+        // 64 KiB reads keep syscalls few without holding much in memory.
+        let mut body = layout.body(io::BufReader::with_capacity(64 * 1024, file), progress);
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                // Never resend the secret somewhere else.
+                .max_redirects(0)
+                .timeout_connect(Some(Duration::from_secs(15)))
+                // No overall timeout: a 5 GB upload takes what it takes, and
+                // the answer waits for the release script.
+                .timeout_global(None)
+                .build(),
+        );
+        let result = agent
+            .post(self.url)
+            .header("Authorization", format!("Bearer {}", self.secret.expose()))
+            .header("Content-Type", layout.content_type())
+            .header("Content-Length", layout.content_length().to_string())
+            // Let the server refuse (wrong secret, body too large) before
+            // the body is sent.
+            .header("Expect", "100-continue")
+            .send(ureq::SendBody::from_reader(&mut body));
+        let mut response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                if body.file_failed() {
+                    if let ureq::Error::Io(io) = e {
+                        return Err(SendError::File(io));
+                    }
+                    return Err(SendError::File(io::Error::other(e.to_string())));
+                }
+                return Err(SendError::Transport(e.to_string()));
+            }
+        };
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(1024 * 1024)
+            .read_to_string()
+            .map_err(|e| SendError::Transport(format!("reading the answer: {e}")))?;
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|_| serde_json::json!({ "error": text.trim() }));
+        Ok(Answer { status, json })
+    }
+}
+
+/// Whether an answer is worth another attempt (a proxy in front of the
+/// receiver restarting or overloaded).
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 502..=504)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("channel".to_owned(), "stable".to_owned()),
+            ("version".to_owned(), "1.2.3".to_owned()),
+        ])
+    }
+
+    #[test]
+    fn body_has_the_announced_length_and_md5_after_the_file() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let layout = MultipartLayout::new("rp", &meta(), "rp-1.2.3.tgz", data.len() as u64);
+        let progress = Progress::hidden();
+        let mut body = layout.body(&data[..], &progress);
+        let mut out = Vec::new();
+        // Small reads exercise every stage boundary.
+        let mut buf = [0u8; 777];
+        loop {
+            let n = body.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out.len() as u64, layout.content_length());
+        let expected = crate::release::hex(&Md5::digest(&data));
+        assert_eq!(body.md5(), Some(expected.as_str()));
+        let text = String::from_utf8_lossy(&out);
+        let file_at = text
+            .find("name=\"file\"; filename=\"rp-1.2.3.tgz\"")
+            .unwrap();
+        let md5_at = text.find(&format!("\r\n\r\n{expected}\r\n--")).unwrap();
+        assert!(text.find("name=\"product\"").unwrap() < file_at);
+        assert!(file_at < md5_at);
+        assert!(text.ends_with(&format!("--{}--\r\n", layout.boundary)));
+    }
+
+    #[test]
+    fn a_file_that_shrinks_is_an_error_not_a_short_body() {
+        let layout = MultipartLayout::new("rp", &meta(), "a.tgz", 10);
+        let progress = Progress::hidden();
+        let mut body = layout.body(&b"12345"[..], &progress);
+        let mut out = Vec::new();
+        let err = body.read_to_end(&mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(body.file_failed());
+    }
+
+    #[test]
+    fn the_server_parses_what_the_client_builds() {
+        let data = b"artifact bytes".to_vec();
+        let layout = MultipartLayout::new("rp", &meta(), "a.tgz", data.len() as u64);
+        let progress = Progress::hidden();
+        let mut encoded = Vec::new();
+        layout
+            .body(&data[..], &progress)
+            .read_to_end(&mut encoded)
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let fields = rt.block_on(async {
+            let stream = futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(axum::body::Bytes::from(encoded))
+            });
+            let boundary = multer::parse_boundary(layout.content_type()).unwrap();
+            let mut multipart = multer::Multipart::new(stream, boundary);
+            let mut fields = Vec::new();
+            while let Some(field) = multipart.next_field().await.unwrap() {
+                let name = field.name().unwrap().to_owned();
+                let file_name = field.file_name().map(str::to_owned);
+                let bytes = field.bytes().await.unwrap();
+                fields.push((name, file_name, bytes.to_vec()));
+            }
+            fields
+        });
+        let names: Vec<&str> = fields.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(names, ["product", "channel", "version", "file", "md5"]);
+        assert_eq!(fields[3].1.as_deref(), Some("a.tgz"));
+        assert_eq!(fields[3].2, data);
+        assert_eq!(
+            String::from_utf8_lossy(&fields[4].2),
+            crate::release::hex(&Md5::digest(&data))
+        );
+    }
+}

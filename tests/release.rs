@@ -1,0 +1,1011 @@
+//! The release pipeline end to end: a real `rp-devops serve` process driven by
+//! our `release upload`, by plain `curl -F`, and by raw sockets for the cases
+//! a well-behaved client cannot produce. Every failure case checks the release
+//! directory afterwards: finished releases only, no temporary files.
+
+#[path = "support/release.rs"]
+mod release_support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use release_support::*;
+
+const MB: usize = 1024 * 1024;
+
+#[test]
+fn upload_with_our_client_stores_runs_script_and_answers_json() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "app-1.2.3.tgz", 3 * MB, 1);
+    let out = rx.upload(&file, "app", &["version=1.2.3", "channel=stable"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answer = json(&stdout(&out));
+    assert_eq!(answer["product"], "app");
+    assert_eq!(answer["version"], "1.2.3");
+    assert_eq!(answer["md5"], md5_hex(&file));
+    assert_eq!(answer["bytes"], 3 * MB as u64);
+    assert_eq!(answer["script"]["exit_code"], 0);
+    let tail = answer["script"]["output_tail"].as_str().unwrap();
+    assert!(
+        tail.contains("args=app-1.2.3.tgz app-1.2.3.tgz.env"),
+        "{tail}"
+    );
+    // Metadata reaches the script's environment; the server's secret does not.
+    assert!(tail.contains("env channel=stable secret=unset"), "{tail}");
+
+    let stored = rx.rel().join("app/1.2.3/app-1.2.3.tgz");
+    assert_eq!(answer["path"], stored.display().to_string());
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    let env = std::fs::read_to_string(rx.rel().join("app/1.2.3/app-1.2.3.tgz.env")).unwrap();
+    for line in [
+        "channel='stable'",
+        "version='1.2.3'",
+        "RELEASE_PRODUCT='app'",
+        "RELEASE_VERSION='1.2.3'",
+        "RELEASE_FILE='app-1.2.3.tgz'",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} in {env}");
+    }
+    assert!(
+        env.contains(&format!("RELEASE_MD5='{}'", md5_hex(&file))),
+        "{env}"
+    );
+    rx.assert_only_releases(&["app/1.2.3/app-1.2.3.tgz"]);
+    assert_eq!(runs(&rx, "app"), 1);
+
+    // The access log has one line per request, and no secret anywhere.
+    let log = rx.log();
+    assert!(log.contains("\"POST /api/v1/releases\" 201"), "{log}");
+    assert!(
+        !log.contains(SECRET) && !stdout(&out).contains(SECRET) && !stderr(&out).contains(SECRET)
+    );
+}
+
+#[test]
+fn curl_with_md5_before_and_after_the_file() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "a.tgz", MB, 2);
+    let md5 = md5_hex(&file);
+    // md5 first.
+    let (status, body) = rx.curl(
+        Some(SECRET),
+        &[
+            format!("md5={md5}"),
+            "product=app".into(),
+            "version=1.0".into(),
+            "channel=beta".into(),
+            "file=@a.tgz".into(),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(json(&body)["md5"], md5);
+    // md5 last, metadata after the file too.
+    let (status, body) = rx.curl(
+        Some(SECRET),
+        &[
+            "file=@a.tgz".into(),
+            "product=app".into(),
+            "version=2.0".into(),
+            "channel=beta".into(),
+            format!("md5={}", md5.to_uppercase()),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    rx.assert_only_releases(&["app/1.0/a.tgz", "app/2.0/a.tgz"]);
+}
+
+#[test]
+fn the_client_sends_an_exact_content_length_not_chunks() {
+    // A bare socket stands in for the server, to see the bytes on the wire.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = artifact(dir.path(), "w.tgz", 300_000, 3);
+    let expected_md5 = md5_hex(&file);
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("content-length header")
+            .trim()
+            .parse()
+            .unwrap();
+        if head.contains("expect: 100-continue") {
+            stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        }
+        let mut body = vec![0u8; len];
+        stream.read_exact(&mut body).unwrap();
+        let reply =
+            br#"{"product":"p","version":"1","path":"/x","md5":"m","bytes":1,"script":null}"#;
+        write!(
+            stream,
+            "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            reply.len()
+        )
+        .unwrap();
+        stream.write_all(reply).unwrap();
+        (head, body)
+    });
+    let out = rp(
+        dir.path(),
+        &[
+            "release",
+            "upload",
+            "w.tgz",
+            "--product",
+            "p",
+            "--meta",
+            "version=1",
+        ],
+        &[
+            ("RP_RELEASE_SECRET", SECRET),
+            ("RP_RELEASE_URL", &format!("http://127.0.0.1:{port}")),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (head, body) = server.join().unwrap();
+    assert!(!head.contains("transfer-encoding"), "{head}");
+    assert!(head.contains(&format!("authorization: bearer {}", SECRET.to_lowercase())));
+    let text = String::from_utf8_lossy(&body);
+    let file_at = text.find("filename=\"w.tgz\"").unwrap();
+    let md5_at = text.find(&expected_md5).expect("md5 in body");
+    assert!(md5_at > file_at, "md5 goes after the file");
+    assert!(text.ends_with("--\r\n"));
+    assert!(!stdout(&out).contains(SECRET) && !stderr(&out).contains(SECRET));
+}
+
+#[test]
+fn wrong_or_missing_secret_is_401_before_the_body_is_read() {
+    let rx = Receiver::start();
+    // A raw client announces 100 MB and sends none of it: the 401 comes anyway.
+    let mut stream = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let form = Form::new();
+    stream
+        .write_all(form.head("wrong", 100 * MB).as_bytes())
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = read_answer(&mut stream);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered without the body"
+    );
+    assert_eq!(json(&body)["error"], "wrong release secret");
+
+    // curl with a 3 MB file: it asks 100-continue and sends no body on 401.
+    let file = artifact(rx.root(), "big.tgz", 3 * MB, 4);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_upload}",
+        ])
+        .args([
+            "-H",
+            "Authorization: Bearer nope",
+            "-F",
+            "product=app",
+            "-F",
+        ])
+        .arg(format!("file=@{}", file.display()))
+        .arg(format!("{}/api/v1/releases", rx.url()))
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    let (code, uploaded) = text.split_once(' ').unwrap();
+    assert_eq!(code, "401");
+    assert!(
+        uploaded.parse::<f64>().unwrap() < MB as f64,
+        "curl sent {uploaded} bytes"
+    );
+
+    // No header at all.
+    let (status, _) = rx.curl(None, &["product=app".into(), "file=@big.tgz".into()]);
+    assert_eq!(status, 401);
+    // Our client: final, message shown, exit 1.
+    let out = rx.rp(
+        &[
+            "release",
+            "upload",
+            file.to_str().unwrap(),
+            "--url",
+            &rx.url(),
+            "--product",
+            "app",
+            "--meta",
+            "version=1",
+            "--meta",
+            "channel=x",
+        ],
+        &[("RP_RELEASE_SECRET", "not-the-secret")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("HTTP 401: wrong release secret"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("hint:"), "{}", stderr(&out));
+    assert_eq!(rx.files(), Vec::<String>::new());
+    assert!(!rx.log().contains("nope") && !rx.log().contains("not-the-secret"));
+}
+
+#[test]
+fn unknown_product_bad_names_and_missing_fields_are_refused() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "a.tgz", 200_000, 5);
+    let md5 = md5_hex(&file);
+    let base = |product: &str, version: &str, file_spec: &str| -> Vec<String> {
+        vec![
+            format!("product={product}"),
+            format!("version={version}"),
+            "channel=stable".into(),
+            format!("md5={md5}"),
+            file_spec.into(),
+        ]
+    };
+    let cases: Vec<(Vec<String>, u16, &str)> = vec![
+        (base("nope", "1", "file=@a.tgz"), 404, "unknown product"),
+        (
+            base("../app", "1", "file=@a.tgz"),
+            422,
+            "product \"../app\"",
+        ),
+        (
+            base("app", "../../etc", "file=@a.tgz"),
+            422,
+            "version \"../../etc\"",
+        ),
+        (base("app", "1/2", "file=@a.tgz"), 422, "version \"1/2\""),
+        (
+            base("app", "1", "file=@a.tgz;filename=../evil.tgz"),
+            422,
+            "file name \"../evil.tgz\"",
+        ),
+        (
+            base("app", "1", "file=@a.tgz;filename=x/y.tgz"),
+            422,
+            "file name \"x/y.tgz\"",
+        ),
+        (
+            vec![
+                "product=app".into(),
+                "version=1".into(),
+                format!("md5={md5}"),
+                "file=@a.tgz".into(),
+            ],
+            422,
+            "missing required metadata for app: channel",
+        ),
+        (
+            vec![
+                "product=app".into(),
+                "channel=x".into(),
+                format!("md5={md5}"),
+                "file=@a.tgz".into(),
+            ],
+            422,
+            "missing required metadata for app: version",
+        ),
+        (
+            vec![
+                "product=app".into(),
+                "version=1".into(),
+                "channel=x".into(),
+                "file=@a.tgz".into(),
+            ],
+            422,
+            "no `md5` field",
+        ),
+        (
+            vec![
+                "product=app".into(),
+                "version=1".into(),
+                "channel=x".into(),
+                "md5=00000000000000000000000000000000".into(),
+                "file=@a.tgz".into(),
+            ],
+            422,
+            "MD5 mismatch",
+        ),
+        (
+            vec![
+                "product=app".into(),
+                "version=1".into(),
+                "channel=x".into(),
+                "PATH=/evil".into(),
+                format!("md5={md5}"),
+                "file=@a.tgz".into(),
+            ],
+            422,
+            "metadata key \"PATH\"",
+        ),
+    ];
+    for (form, expected, message) in cases {
+        let (status, body) = rx.curl(Some(SECRET), &form);
+        assert_eq!(status, expected, "{form:?}: {body}");
+        let error = json(&body)["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(message), "{form:?}: {error}");
+    }
+    // Our client shows a 4xx and does not retry it.
+    let out = rx.upload(&file, "nope", &["version=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("HTTP 404: unknown product \"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("retrying"), "{}", stderr(&out));
+    // --json prints the server's answer, error included.
+    let answer = json(&stdout(&out));
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown product"),
+        "{answer}"
+    );
+    assert_eq!(rx.log().matches("\"POST /api/v1/releases\" 404").count(), 2);
+    assert_eq!(rx.files(), Vec::<String>::new());
+    assert_eq!(runs(&rx, "app"), 0);
+}
+
+#[test]
+fn over_max_size_is_413_and_nothing_stays() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "huge.tgz", 5 * MB, 6);
+    // Declared length over the limit: refused from the head.
+    let out = rx.upload(&file, "app", &["version=1", "channel=x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("HTTP 413"), "{}", stderr(&out));
+    // A body that claims less than it sends is caught while streaming.
+    let data = std::fs::read(&file).unwrap();
+    let form = Form::new()
+        .field("product", "plain")
+        .field("version", "1")
+        .file("huge.tgz", &data);
+    let body = form.finish();
+    let mut stream = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/releases HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\n\
+         Content-Type: multipart/form-data; boundary=testboundary7d3a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    for chunk in body.chunks(64 * 1024) {
+        if stream
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .is_err()
+            || stream.write_all(chunk).is_err()
+            || stream.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.read_to_end(&mut answer);
+    let (status, text) = parse_answer(&answer);
+    assert_eq!(status, 413, "{text}");
+    rx.wait_no_temp_files();
+    assert_eq!(rx.files(), Vec::<String>::new());
+}
+
+#[test]
+fn client_killed_mid_upload_leaves_nothing_and_releases_the_version() {
+    let rx = Receiver::start();
+    let data = vec![7u8; 2 * MB];
+    let body = Form::new()
+        .field("product", "plain")
+        .field("version", "1")
+        .file("a.tgz", &data)
+        .field("md5", "0")
+        .finish();
+    let mut stream = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
+    stream
+        .write_all(Form::new().head(SECRET, body.len()).as_bytes())
+        .unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    // Let the server start streaming into its temp file, then vanish.
+    let started = Instant::now();
+    while !rx.files().iter().any(|f| f.starts_with(".rp-upload-")) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no temp file");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(stream);
+    rx.wait_no_temp_files();
+    assert_eq!(rx.files(), Vec::<String>::new());
+    // The version lock went with it: the same version uploads fine now.
+    let file = artifact(rx.root(), "a.tgz", MB, 7);
+    let out = rx.upload(&file, "plain", &["version=1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    rx.assert_only_releases(&["plain/1/a.tgz"]);
+}
+
+#[test]
+fn failing_script_is_500_and_an_identical_reupload_runs_it_again() {
+    let rx = Receiver::start();
+    std::fs::write(rx.root().join("fail-flag"), "").unwrap();
+    let file = artifact(rx.root(), "f.tgz", 100_000, 8);
+    let out = rx.upload(&file, "flaky", &["version=3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let answer = json(&stdout(&out));
+    assert_eq!(answer["script"]["exit_code"], 7);
+    assert!(
+        answer["script"]["output_tail"]
+            .as_str()
+            .unwrap()
+            .contains("disk on fire")
+    );
+    assert!(stderr(&out).contains("HTTP 500"), "{}", stderr(&out));
+    // The artifact is stored; only the script failed.
+    rx.assert_only_releases(&["flaky/3/f.tgz"]);
+
+    std::fs::remove_file(rx.root().join("fail-flag")).unwrap();
+    let out = rx.upload(&file, "flaky", &["version=3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&stdout(&out))["script"]["exit_code"], 0);
+    assert_eq!(runs(&rx, "flaky"), 2);
+    // Once it succeeded, an identical upload changes nothing.
+    let out = rx.upload(&file, "flaky", &["version=3"]);
+    assert!(out.status.success());
+    assert_eq!(runs(&rx, "flaky"), 2);
+    rx.assert_only_releases(&["flaky/3/f.tgz"]);
+}
+
+#[test]
+fn script_over_its_timeout_is_killed_with_its_children() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "s.tgz", 10_000, 9);
+    let started = Instant::now();
+    let out = rx.upload(&file, "slow", &["version=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let answer = json(&stdout(&out));
+    assert_eq!(answer["script"]["timed_out"], true);
+    assert!(answer["script"]["exit_code"].is_null());
+    assert!(
+        !answer["script"]["output_tail"]
+            .as_str()
+            .unwrap()
+            .contains("never")
+    );
+    for pid_file in ["slow.pid", "slow-child.pid"] {
+        let pid = std::fs::read_to_string(rx.root().join(pid_file)).unwrap();
+        // Gone, or a zombie waiting for whoever adopted it to reap it.
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap_or_default();
+        let state = status
+            .lines()
+            .find(|l| l.starts_with("State:"))
+            .unwrap_or("gone");
+        assert!(
+            state == "gone" || state.contains("zombie"),
+            "{pid_file}: {state}"
+        );
+    }
+    rx.assert_only_releases(&["slow/1/s.tgz"]);
+}
+
+#[test]
+fn reupload_same_is_200_without_a_second_run_and_different_is_409() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "r.tgz", 500_000, 10);
+    let meta = ["version=5", "channel=stable"];
+    let first = rx.upload(&file, "app", &meta);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = rx.upload(&file, "app", &meta);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(json(&stdout(&again))["md5"], md5_hex(&file));
+    assert!(
+        rx.log().contains("\"POST /api/v1/releases\" 200"),
+        "{}",
+        rx.log()
+    );
+    assert_eq!(runs(&rx, "app"), 1);
+
+    let other_dir = rx.root().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let different = artifact(&other_dir, "r.tgz", 500_000, 11);
+    let out = rx.upload(&different, "app", &meta);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("HTTP 409"), "{}", stderr(&out));
+    let renamed = artifact(rx.root(), "r2.tgz", 1000, 12);
+    let out = rx.upload(&renamed, "app", &meta);
+    assert!(
+        stderr(&out).contains("already released as r.tgz"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(rx.rel().join("app/5/r.tgz")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    rx.assert_only_releases(&["app/5/r.tgz"]);
+    assert_eq!(runs(&rx, "app"), 1);
+}
+
+#[test]
+fn concurrent_uploads_of_one_version_one_wins_the_other_409() {
+    let rx = Receiver::start();
+    // A holds the version mid-stream...
+    let data = vec![1u8; MB];
+    let body_a = Form::new()
+        .field("product", "plain")
+        .field("version", "9")
+        .file("a.tgz", &data)
+        .field("md5", &md5_of(&data))
+        .finish();
+    let mut a = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    a.write_all(Form::new().head(SECRET, body_a.len()).as_bytes())
+        .unwrap();
+    let half = body_a.len() / 2;
+    a.write_all(&body_a[..half]).unwrap();
+    let started = Instant::now();
+    while !rx.files().iter().any(|f| f.starts_with(".rp-upload-")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "A did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // ...so B, with another artifact for the same version, is refused.
+    let file_b = artifact(rx.root(), "b.tgz", 200_000, 13);
+    let out = rx.upload(&file_b, "plain", &["version=9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("HTTP 409: another upload of plain 9 is in progress"),
+        "{}",
+        stderr(&out)
+    );
+    a.write_all(&body_a[half..]).unwrap();
+    let (status, body) = read_answer(&mut a);
+    assert_eq!(status, 201, "{body}");
+    rx.assert_only_releases(&["plain/9/a.tgz"]);
+
+    // Two of our clients racing: exactly one 201, the other 409.
+    let c1 = artifact(rx.root(), "c.tgz", 2 * MB, 14);
+    let c2_dir = rx.root().join("c2");
+    std::fs::create_dir(&c2_dir).unwrap();
+    let c2 = artifact(&c2_dir, "c.tgz", 2 * MB, 15);
+    let (o1, o2) = std::thread::scope(|s| {
+        let h1 = s.spawn(|| rx.upload(&c1, "plain", &["version=10"]));
+        let h2 = s.spawn(|| rx.upload(&c2, "plain", &["version=10"]));
+        (h1.join().unwrap(), h2.join().unwrap())
+    });
+    let mut codes = [o1.status.success(), o2.status.success()];
+    codes.sort();
+    assert_eq!(codes, [false, true], "{}\n{}", stderr(&o1), stderr(&o2));
+    let loser = if o1.status.success() { &o2 } else { &o1 };
+    assert!(stderr(loser).contains("HTTP 409"), "{}", stderr(loser));
+    rx.assert_only_releases(&["plain/10/c.tgz", "plain/9/a.tgz"]);
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    let mut rx = Receiver::start();
+    let data = vec![3u8; MB];
+    let body = Form::new()
+        .field("product", "app")
+        .field("version", "7")
+        .field("channel", "stable")
+        .file("t.tgz", &data)
+        .field("md5", &md5_of(&data))
+        .finish();
+    let mut stream = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(Form::new().head(SECRET, body.len()).as_bytes())
+        .unwrap();
+    let half = body.len() / 2;
+    stream.write_all(&body[..half]).unwrap();
+    let started = Instant::now();
+    while !rx.files().iter().any(|f| f.starts_with(".rp-upload-")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "upload did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rx.signal("TERM");
+    // The server stops accepting...
+    let started = Instant::now();
+    while !rx.log().contains("shutting down") {
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", rx.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        TcpStream::connect(("127.0.0.1", rx.port)).is_err(),
+        "still accepting"
+    );
+    // ...but the upload in flight completes, script and all.
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(&body[half..]).unwrap();
+    let (status, answer) = read_answer(&mut stream);
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(rx.wait_exit(Duration::from_secs(10)), Some(0));
+    rx.assert_only_releases(&["app/7/t.tgz"]);
+    assert_eq!(runs(&rx, "app"), 1);
+}
+
+#[test]
+fn env_file_values_stay_inert_when_sourced() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "q.tgz", 1000, 16);
+    for (version, note) in [
+        ("1", "$(touch pwned-a)"),
+        ("2", "'; touch pwned-b; echo '"),
+        ("3", "`touch pwned-c` \"dq\" \\ $HOME"),
+    ] {
+        let note_arg = format!("note={note}");
+        let version_arg = format!("version={version}");
+        let out = rx.upload(&file, "app", &[&version_arg, &note_arg, "channel=x"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let got = std::fs::read_to_string(rx.root().join("got-note.txt")).unwrap();
+        assert_eq!(got, format!("{note}\n"));
+    }
+    // Through curl too (a newline in a value).
+    let (status, body) = rx.curl(
+        Some(SECRET),
+        &[
+            "product=app".into(),
+            "version=4".into(),
+            "channel=x".into(),
+            "note=line1\n$(touch pwned-d)".into(),
+            format!("md5={}", md5_hex(&file)),
+            "file=@q.tgz".into(),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let got = std::fs::read_to_string(rx.root().join("got-note.txt")).unwrap();
+    assert_eq!(got, "line1\n$(touch pwned-d)\n");
+    let found: Vec<String> = rx
+        .files()
+        .into_iter()
+        .filter(|f| f.contains("pwned"))
+        .collect();
+    assert!(found.is_empty(), "{found:?}");
+    rx.assert_only_releases(&["app/1/q.tgz", "app/2/q.tgz", "app/3/q.tgz", "app/4/q.tgz"]);
+}
+
+#[test]
+fn unreachable_receiver_is_retried_a_bounded_number_of_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = artifact(dir.path(), "u.tgz", 1000, 17);
+    // A port that was just free: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let out = rp(
+        dir.path(),
+        &[
+            "release",
+            "upload",
+            file.to_str().unwrap(),
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--product",
+            "app",
+            "--meta",
+            "version=1",
+        ],
+        &[("RP_RELEASE_SECRET", SECRET)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let err = stderr(&out);
+    assert_eq!(err.matches("retrying in").count(), 3, "{err}");
+    assert!(err.contains("failed after 4 attempts"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(!err.contains(SECRET) && !stdout(&out).contains(SECRET));
+}
+
+#[test]
+fn a_503_from_a_proxy_is_retried_then_succeeds() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for attempt in 0..2 {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            // Answer from the head alone; a client asking 100-continue
+            // sends no body then.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).unwrap();
+                head.push(byte[0]);
+            }
+            let reply: &[u8] = if attempt == 0 {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}\r\n"
+            };
+            stream.write_all(reply).unwrap();
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = artifact(dir.path(), "p.tgz", 1000, 18);
+    let out = rp(
+        dir.path(),
+        &[
+            "release",
+            "upload",
+            file.to_str().unwrap(),
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--product",
+            "app",
+            "--meta",
+            "version=1",
+        ],
+        &[("RP_RELEASE_SECRET", SECRET)],
+    );
+    server.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("retrying in").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_secret_and_bad_input_are_usage_errors() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "m.tgz", 1000, 19);
+    let path = file.to_str().unwrap();
+    let url = rx.url();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--meta", "version=1"], "RP_RELEASE_SECRET is not set"),
+        (vec![], "no version"),
+        (vec!["--meta", "version=../1"], "version \"../1\""),
+        (
+            vec!["--meta", "version=1", "--meta", "LD_PRELOAD=x"],
+            "metadata key \"LD_PRELOAD\"",
+        ),
+        (
+            vec!["--meta", "version=1", "--meta", "novalue"],
+            "is not KEY=VALUE",
+        ),
+    ];
+    for (i, (extra, message)) in cases.into_iter().enumerate() {
+        let mut args = vec!["release", "upload", path, "--url", &url, "--product", "app"];
+        args.extend(extra);
+        let env: &[(&str, &str)] = if i == 0 {
+            &[]
+        } else {
+            &[("RP_RELEASE_SECRET", SECRET)]
+        };
+        let out = rx.rp(&args, env);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    assert!(
+        !rx.log().contains("\"POST "),
+        "nothing was sent: {}",
+        rx.log()
+    );
+}
+
+#[test]
+fn meta_file_ci_defaults_and_dry_run() {
+    let rx = Receiver::start();
+    artifact(rx.root(), "d.tgz", 1000, 20);
+    std::fs::write(
+        rx.root().join("release.env"),
+        "version=4.0\nchannel='beta'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rx.root().join("release.yml"),
+        "version: 4.1\nchannel: stable\n",
+    )
+    .unwrap();
+    let ci = [
+        ("RP_RELEASE_SECRET", SECRET),
+        ("CI_COMMIT_SHA", "abc123"),
+        (
+            "CI_PIPELINE_URL",
+            "https://gitlab.example.com/p/-/pipelines/1",
+        ),
+    ];
+    let url = rx.url();
+    let dry = rx.rp(
+        &[
+            "release",
+            "upload",
+            "d.tgz",
+            "--url",
+            &url,
+            "--product",
+            "app",
+            "--meta-file",
+            "release.env",
+            "--meta",
+            "commit=override",
+            "--dry-run",
+            "--json",
+        ],
+        &ci,
+    );
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let plan = json(&stdout(&dry));
+    assert_eq!(plan["meta"]["version"], "4.0");
+    assert_eq!(plan["meta"]["channel"], "beta");
+    assert_eq!(plan["meta"]["commit"], "override");
+    assert_eq!(
+        plan["meta"]["pipeline_url"],
+        "https://gitlab.example.com/p/-/pipelines/1"
+    );
+    assert!(
+        stderr(&dry).contains("dry-run: would POST"),
+        "{}",
+        stderr(&dry)
+    );
+    assert!(!rx.log().contains("\"POST "), "dry run sent something");
+
+    let out = rx.rp(
+        &[
+            "release",
+            "upload",
+            "d.tgz",
+            "--url",
+            &url,
+            "--product",
+            "app",
+            "--meta-file",
+            "release.yml",
+        ],
+        &ci,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("released app 4.1"),
+        "{}",
+        stdout(&out)
+    );
+    let env = std::fs::read_to_string(rx.rel().join("app/4.1/d.tgz.env")).unwrap();
+    assert!(
+        env.contains("commit='abc123'") && env.contains("channel='stable'"),
+        "{env}"
+    );
+    rx.assert_only_releases(&["app/4.1/d.tgz"]);
+}
+
+#[test]
+fn serve_without_release_section_serves_healthz_only_and_needs_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rp-devops.yml"), "gitlab: {}\n").unwrap();
+    let out = rp(dir.path(), &["serve", "--dry-run"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("GET /healthz"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("/api/v1/releases"),
+        "{}",
+        stderr(&out)
+    );
+
+    // With a release section, a missing secret is a configuration error.
+    std::fs::write(
+        dir.path().join("rp-devops.yml"),
+        format!("release:\n  dir: {}/rel\n", dir.path().display()),
+    )
+    .unwrap();
+    let out = rp(dir.path(), &["serve", "--dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("RP_RELEASE_SECRET is not set"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_example_release_script_publishes_and_refuses_hostile_channels() {
+    let rx = Receiver::start();
+    let file = artifact(rx.root(), "rp-5.2.0.tgz", 300_000, 21);
+    let out = rx.upload(
+        &file,
+        "example",
+        &["version=5.2.0", "channel=beta", "commit=abc"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tail = json(&stdout(&out))["script"]["output_tail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        tail.contains("published example 5.2.0 (beta, commit abc)"),
+        "{tail}"
+    );
+    let published = rx.root().join("published/example/beta");
+    assert_eq!(
+        std::fs::read(published.join("latest")).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(published.join("LATEST")).unwrap(),
+        format!("5.2.0 {}\n", md5_hex(&file))
+    );
+    // A channel that would climb out of the publish tree: the script says no.
+    let out = rx.upload(&file, "example", &["version=5.2.1", "channel=../../etc"]);
+    assert_eq!(out.status.code(), Some(1));
+    let answer = json(&stdout(&out));
+    assert_eq!(answer["script"]["exit_code"], 2);
+    assert!(
+        answer["script"]["output_tail"]
+            .as_str()
+            .unwrap()
+            .contains("refusing channel")
+    );
+    assert!(!rx.root().join("etc").exists());
+}
+
+#[test]
+fn a_crash_mid_publication_is_completed_by_the_next_identical_upload() {
+    let mut rx = Receiver::unstarted("4MiB");
+    // What a crash can leave: a temp file, an artifact without .env/.status.
+    let version_dir = rx.rel().join("app/8");
+    std::fs::create_dir_all(&version_dir).unwrap();
+    let file = artifact(&version_dir, "x.tgz", 100_000, 22);
+    std::fs::write(rx.rel().join(".rp-upload-crashed"), b"partial").unwrap();
+    rx.spawn();
+    assert!(
+        rx.log().contains("left by an interrupted upload"),
+        "{}",
+        rx.log()
+    );
+    let out = rx.upload(&file, "app", &["version=8", "channel=x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&stdout(&out))["script"]["exit_code"], 0);
+    assert_eq!(runs(&rx, "app"), 1);
+    rx.assert_only_releases(&["app/8/x.tgz"]);
+    // And now it is complete: nothing runs again.
+    let out = rx.upload(&file, "app", &["version=8", "channel=x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(runs(&rx, "app"), 1);
+}
+
+fn runs(rx: &Receiver, script: &str) -> usize {
+    std::fs::read_to_string(rx.root().join(format!("{script}-runs.log")))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+fn md5_of(data: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x");
+    std::fs::write(&path, data).unwrap();
+    md5_hex(&path)
+}

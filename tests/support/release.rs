@@ -1,0 +1,435 @@
+//! Test support for the release pipeline: a real `rp-devops serve` process on
+//! a free port with its own config, release dir and scripts; helpers to run
+//! our `release upload`, plain `curl -F`, and raw HTTP over a TcpStream.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "s3cr3t-must-never-leak-9f2c";
+pub const BIN: &str = env!("CARGO_BIN_EXE_rp-devops");
+
+/// A release receiver: `rp-devops serve` with a `release:` section.
+pub struct Receiver {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+/// The scripts every receiver gets. `app` counts its runs, sources the .env
+/// and writes what it got; `flaky` fails while `fail-flag` exists; `slow`
+/// outlives its timeout.
+const APP_SCRIPT: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+echo "$RELEASE_VERSION" >> "$dir/app-runs.log"
+. "$2"
+printf '%s\n' "$note" > "$dir/got-note.txt"
+printf 'args=%s %s\n' "$(basename "$1")" "$(basename "$2")"
+printf 'env channel=%s secret=%s\n' "$channel" "${RP_RELEASE_SECRET:-unset}"
+"#;
+const FLAKY_SCRIPT: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+echo run >> "$dir/flaky-runs.log"
+if [ -e "$dir/fail-flag" ]; then echo "deploy failed: disk on fire" >&2; exit 7; fi
+echo deployed
+"#;
+const SLOW_SCRIPT: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+echo $$ > "$dir/slow.pid"
+sleep 30 &
+echo $! > "$dir/slow-child.pid"
+sleep 30
+echo never
+"#;
+
+impl Receiver {
+    pub fn start() -> Self {
+        Self::start_with_max("4MiB")
+    }
+
+    pub fn start_with_max(max_size: &str) -> Self {
+        let mut receiver = Self::unstarted(max_size);
+        receiver.spawn();
+        receiver
+    }
+
+    /// Everything but the process, to prepare the release dir first; then
+    /// call `spawn`.
+    pub fn unstarted(max_size: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for (name, body) in [
+            ("app.sh", APP_SCRIPT),
+            ("flaky.sh", FLAKY_SCRIPT),
+            ("slow.sh", SLOW_SCRIPT),
+        ] {
+            write_executable(&root.join(name), body);
+        }
+        let config = format!(
+            "release:\n  dir: {rel}\n  max_size: {max_size}\n  products:\n    \
+             app:\n      required: [version, channel]\n      script: {root}/app.sh\n      timeout: 20s\n    \
+             flaky:\n      script: {root}/flaky.sh\n      timeout: 20s\n    \
+             slow:\n      script: {root}/slow.sh\n      timeout: 1s\n    \
+             plain: {{}}\n    \
+             example:\n      required: [version, channel]\n      script: {example}\n      timeout: 20s\n",
+            example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/release.sh"),
+            rel = root.join("rel").display(),
+            root = root.display(),
+        );
+        std::fs::write(root.join("rp-devops.yml"), config).expect("config");
+        Self {
+            dir,
+            port: 0,
+            child: None,
+        }
+    }
+
+    pub fn spawn(&mut self) {
+        let root = self.dir.path();
+        let log = std::fs::File::create(root.join("serve.log")).expect("log");
+        let child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(root.join("rp-devops.yml"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", root)
+            .env("RP_RELEASE_SECRET", SECRET)
+            .env("RELEASE_PUBLISH_DIR", root.join("published"))
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start rp-devops serve");
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            let log = self.log();
+            if let Some(port) = log
+                .lines()
+                .find_map(|l| l.strip_prefix("listening on http://127.0.0.1:"))
+                .and_then(|p| p.trim().parse().ok())
+            {
+                self.port = port;
+                break;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("serve exited with {status}: {log}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not start: {log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (status, _) = http(
+            self.port,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"",
+        );
+        assert_eq!(status, 200, "healthz");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rel(&self) -> PathBuf {
+        self.dir.path().join("rel")
+    }
+
+    /// The server's stderr so far (start-up lines, access log, release log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Send a signal with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Wait for the server to exit; its exit code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        let child = self.child.as_mut()?;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "serve did not exit: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every file under the release dir, as sorted relative paths.
+    pub fn files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        walk(&self.rel(), &self.rel(), &mut out);
+        out.sort();
+        out
+    }
+
+    /// The release dir holds finished releases only: for each artifact its
+    /// .env and .status, nothing temporary, nothing else.
+    pub fn assert_only_releases(&self, releases: &[&str]) {
+        let mut expected = Vec::new();
+        for r in releases {
+            expected.push((*r).to_owned());
+            expected.push(format!("{r}.env"));
+            expected.push(format!("{r}.status"));
+        }
+        expected.sort();
+        assert_eq!(self.files(), expected, "release dir content");
+    }
+
+    /// Poll until the release dir has no temporary file (an aborted upload's
+    /// clean-up runs when the server notices the hang-up).
+    pub fn wait_no_temp_files(&self) {
+        let started = Instant::now();
+        while self.files().iter().any(|f| is_temp(f)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "temp files stay: {:?}",
+                self.files()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run `rp-devops` with a hermetic environment plus `env`.
+    pub fn rp(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        rp(self.root(), args, env)
+    }
+
+    /// `rp-devops release upload FILE --url URL --product P --meta ...`.
+    pub fn upload(&self, file: &Path, product: &str, meta: &[&str]) -> Output {
+        let mut args = vec!["release", "upload"];
+        let file = file.to_str().expect("utf-8 path");
+        args.push(file);
+        let url = self.url();
+        args.extend(["--url", &url, "--product", product]);
+        let metas: Vec<String> = meta.iter().map(|m| format!("--meta={m}")).collect();
+        args.extend(metas.iter().map(String::as_str));
+        args.push("--json");
+        self.rp(&args, &[("RP_RELEASE_SECRET", SECRET)])
+    }
+
+    /// `curl -F` with the given form arguments; returns (status, body).
+    pub fn curl(&self, secret: Option<&str>, form: &[String]) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}"]);
+        if let Some(secret) = secret {
+            cmd.arg("-H").arg(format!("Authorization: Bearer {secret}"));
+        }
+        for f in form {
+            cmd.arg("-F").arg(f);
+        }
+        cmd.arg(format!("{}/api/v1/releases", self.url()));
+        let out = cmd.current_dir(self.root()).output().expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn rp(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", cwd)
+        .env("RP_HTTP_RETRY_BASE", "20ms")
+        .current_dir(cwd)
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run rp-devops")
+}
+
+fn is_temp(path: &str) -> bool {
+    path.rsplit('/')
+        .next()
+        .is_some_and(|name| name.starts_with('.'))
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(root, &path, out);
+        } else {
+            out.push(
+                path.strip_prefix(root)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string(),
+            );
+        }
+    }
+}
+
+pub fn write_executable(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, body).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// A file of `len` pseudo-random bytes (different per `seed`).
+pub fn artifact(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, data).expect("write artifact");
+    path
+}
+
+pub fn md5_hex(path: &Path) -> String {
+    let out = Command::new("md5sum").arg(path).output().expect("md5sum");
+    String::from_utf8_lossy(&out.stdout)[..32].to_owned()
+}
+
+/// Send a raw request head and body, read the whole answer: (status, body).
+pub fn http(port: u16, head: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    stream.write_all(head.as_bytes()).expect("send head");
+    stream.write_all(body).expect("send body");
+    read_answer(&mut stream)
+}
+
+/// Read an HTTP answer until the server closes: (status, body).
+pub fn read_answer(stream: &mut TcpStream) -> (u16, String) {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_answer(&raw)
+}
+
+pub fn parse_answer(raw: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(raw);
+    // Skip interim answers (100 Continue).
+    let mut rest: &str = &text;
+    while rest.starts_with("HTTP/1.1 100") {
+        rest = rest.split_once("\r\n\r\n").map_or("", |(_, r)| r);
+    }
+    let status = rest
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = rest
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// A multipart body built by hand, for raw-socket tests.
+pub struct Form {
+    pub boundary: String,
+    pub parts: Vec<u8>,
+}
+
+impl Form {
+    pub fn new() -> Self {
+        Self {
+            boundary: "testboundary7d3a".into(),
+            parts: Vec::new(),
+        }
+    }
+
+    pub fn field(mut self, name: &str, value: &str) -> Self {
+        self.parts.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
+                self.boundary
+            )
+            .as_bytes(),
+        );
+        self
+    }
+
+    pub fn file(mut self, file_name: &str, data: &[u8]) -> Self {
+        self.parts.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n",
+                self.boundary
+            )
+            .as_bytes(),
+        );
+        self.parts.extend_from_slice(data);
+        self.parts.extend_from_slice(b"\r\n");
+        self
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.parts
+            .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
+        self.parts
+    }
+
+    pub fn head(&self, secret: &str, len: usize) -> String {
+        format!(
+            "POST /api/v1/releases HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {secret}\r\n\
+             Content-Type: multipart/form-data; boundary={}\r\nContent-Length: {len}\r\n\r\n",
+            self.boundary
+        )
+    }
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
