@@ -160,6 +160,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let config = Config::parse(
+            include_str!("../examples/rp-devops.yml"),
+            Path::new("examples/rp-devops.yml"),
+        )
+        .unwrap();
+        assert_eq!(config.gitlab.token_env.as_deref(), Some("RP_GITLAB_TOKEN"));
+        assert_eq!(
+            config.races.labels.as_deref(),
+            Some(&["race condition".to_owned()][..])
+        );
+        let release = config.release.unwrap();
+        assert!(release.products.contains_key("restorepoint"));
+    }
+
+    #[test]
     fn empty_file_is_defaults() {
         let config = Config::parse("\n# nothing yet\n", Path::new("c.yml")).unwrap();
         assert!(config.gitlab.url.is_none());
