@@ -877,3 +877,58 @@ fn reports_spread_through_a_big_log_are_all_found() {
         );
     }
 }
+
+#[test]
+fn delimiter_glued_to_the_warning_line() {
+    let log = fixture("counter.log");
+    let glued = log.replacen(
+        "==================\nWARNING",
+        "==================WARNING",
+        1,
+    );
+    assert_ne!(glued, log);
+    assert_eq!(one(glued.as_bytes()).text, one(log.as_bytes()).text);
+
+    let journald = fixture("journald-prefixed.log").replacen(
+        "==================\nNov 28 03:12:44 testbox-07 restorepoint[31337]: WARNING",
+        "==================WARNING",
+        1,
+    );
+    let found = reports(journald.as_bytes());
+    assert_eq!(found.len(), 2);
+    assert_eq!(
+        found[0].text,
+        reports(fixture("journald-prefixed.log").as_bytes())[0].text
+    );
+}
+
+#[test]
+fn prefixed_tsan_report_with_interleaved_lines() {
+    let tsan = fixture("tsan-cpp.log");
+    let mut prefixed = String::new();
+    for line in tsan.lines() {
+        prefixed.push_str(&format!(
+            "Nov 28 03:12:44 testbox-03 tsan-app[77]: {line}\n"
+        ));
+        prefixed.push_str("Nov 28 03:12:44 testbox-03 kernel: eth0: link up\n");
+        prefixed.push_str("Nov 28 03:12:44 testbox-03 tsan-app[77]: worker 3 done\n");
+    }
+    let plain = one(tsan.as_bytes());
+    let report = one(prefixed.as_bytes());
+    assert_eq!(report.text, plain.text);
+    assert_eq!(report.fingerprint(), plain.fingerprint());
+    assert!(!report.truncated);
+}
+
+#[test]
+fn test_name_prefix() {
+    let log = fixture("gotest.log");
+    let prefixed: String = log
+        .lines()
+        .map(|l| format!("[TestRunnerParallel] {l}\n"))
+        .collect();
+    let plain = one(log.as_bytes());
+    let report = one(prefixed.as_bytes());
+    assert_eq!(report.text, plain.text);
+    assert_eq!(report.line, 2);
+}
