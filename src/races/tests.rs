@@ -815,12 +815,13 @@ fn a_report_drowned_in_foreign_lines_ends() {
     let log = fixture("counter.log");
     let at = log.find("Previous read").expect("fixture");
     let noise = "2026/11/28 12:52:21 backup finished for core-sw1\n";
-    let drowned = format!("{}{}{}", &log[..at], noise.repeat(1000), &log[at..]);
+    let limit = super::assemble::NOISE_LIMIT as usize;
+    let drowned = format!("{}{}{}", &log[..at], noise.repeat(limit), &log[at..]);
     let found = reports(drowned.as_bytes());
     assert_eq!(found.len(), 1);
     assert!(found[0].truncated);
     assert_eq!(tops(&found[0]), want(Some(ADD), None));
-    let noisy = format!("{}{}{}", &log[..at], noise.repeat(999), &log[at..]);
+    let noisy = format!("{}{}{}", &log[..at], noise.repeat(limit - 1), &log[at..]);
     let report = one(noisy.as_bytes());
     assert!(!report.truncated);
     assert_eq!(tops(&report), want(Some(ADD), Some(SNAPSHOT)));
