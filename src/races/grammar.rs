@@ -162,6 +162,7 @@ fn tsan_frame(frame: &str) -> Line<'_> {
         || location.contains("tsan_interceptors")
         || location.contains("/sanitizer_common/")
         || location.contains("libsanitizer/tsan/")
+        || location.contains("compiler-rt/lib/tsan/")
         || function.starts_with("__tsan_")
         || function.starts_with("__interceptor_");
     if runtime {
@@ -176,13 +177,11 @@ fn looks_like_location(word: &str) -> bool {
         || word.starts_with('/')
         || word.starts_with("./")
         || word.starts_with("../")
-        || word
-            .rsplit_once(':')
-            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        // file.cc:12 or file.cc:12:5
         || word
             .split(':')
-            .nth(1)
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .skip(1)
+            .any(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -269,6 +268,21 @@ mod tests {
             Line::RuntimeFrame
         );
         assert_eq!(tsan("    #2 main (a.out+0x12bf)"), Line::Frame("main"));
+        assert_eq!(
+            tsan("    #3 Foo::operator()(int) const src/foo.cc:12:5 (a.out+0x12bf)"),
+            Line::Frame("Foo::operator()(int) const")
+        );
+        assert_eq!(
+            tsan("    #3 Foo::operator()(int) const (a.out+0x12bf)"),
+            Line::Frame("Foo::operator()(int) const")
+        );
+        // Clang links the runtime into the program: told apart by its path.
+        assert_eq!(
+            tsan(
+                "    #0 free /src/llvm/compiler-rt/lib/tsan/rtl/tsan_new_delete.cpp:126:3 (a.out+0x4f2e1)"
+            ),
+            Line::RuntimeFrame
+        );
         assert_eq!(
             tsan("  Location is global 'g' of size 8 at 0x56 (tsan+0x4090)"),
             Line::OtherBlock
