@@ -236,18 +236,32 @@ impl Draft {
     }
 }
 
-/// `line` without `prefix`, where any digit matches any digit (timestamps
-/// and counters in prefixes change from line to line).
+/// `line` without `prefix`, where a run of digits matches any run of digits
+/// (timestamps tick, and RFC 3339 fractions drop trailing zeros), and a line
+/// that stops where only the prefix's trailing whitespace is left is a blank
+/// report line (some log pipelines trim trailing spaces).
 fn strip_prefix_loosely<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     let (l, p) = (line.as_bytes(), prefix.as_bytes());
-    if l.len() < p.len() {
-        return None;
+    let (mut i, mut j) = (0, 0);
+    while j < p.len() {
+        if i == l.len() {
+            return p[j..].iter().all(u8::is_ascii_whitespace).then_some("");
+        }
+        if p[j].is_ascii_digit() && l[i].is_ascii_digit() {
+            while j < p.len() && p[j].is_ascii_digit() {
+                j += 1;
+            }
+            while i < l.len() && l[i].is_ascii_digit() {
+                i += 1;
+            }
+        } else if p[j] == l[i] {
+            i += 1;
+            j += 1;
+        } else {
+            return None;
+        }
     }
-    let same = l
-        .iter()
-        .zip(p)
-        .all(|(a, b)| a == b || (a.is_ascii_digit() && b.is_ascii_digit()));
-    if same { line.get(p.len()..) } else { None }
+    line.get(i..)
 }
 
 #[cfg(test)]
@@ -266,5 +280,18 @@ mod tests {
             None
         );
         assert_eq!(strip_prefix_loosely("short", prefix), None);
+        assert_eq!(
+            strip_prefix_loosely("Nov 28 03:12:44 testbox-07 app[31337]:", prefix),
+            Some("")
+        );
+        let cri = "2026-11-28T12:52:21.123456789Z stderr F ";
+        assert_eq!(
+            strip_prefix_loosely("2026-11-28T12:52:21.1234Z stderr F   main.main()", cri),
+            Some("  main.main()")
+        );
+        assert_eq!(
+            strip_prefix_loosely("2026-11-28T12:52:21.1234Z stdout F   main.main()", cri),
+            None
+        );
     }
 }

@@ -933,3 +933,28 @@ fn test_name_prefix() {
     assert_eq!(report.text, plain.text);
     assert_eq!(report.line, 2);
 }
+
+#[test]
+fn container_log_prefix_with_ticking_fractions_and_trimmed_blanks() {
+    // containerd's CRI log format: RFC 3339 timestamps whose fractions drop
+    // trailing zeros, so the prefix changes length from line to line; and a
+    // blank report line whose trailing space was trimmed.
+    let log = fixture("counter.log");
+    let fractions = ["123456789", "12345678", "5", "9876"];
+    let mut cri = String::new();
+    for (i, line) in log.lines().enumerate() {
+        let stamped = format!(
+            "2026-11-28T12:52:2{}.{}Z stderr F {line}",
+            i % 10,
+            fractions[i % 4]
+        );
+        cri.push_str(stamped.trim_end());
+        cri.push('\n');
+        cri.push_str("2026-11-28T12:52:21.5Z stdout F GET /healthz 200\n");
+    }
+    let plain = one(log.as_bytes());
+    let report = one(cri.as_bytes());
+    assert_eq!(report.text, plain.text);
+    assert_eq!(report.fingerprint(), plain.fingerprint());
+    assert!(!report.truncated);
+}
