@@ -32,6 +32,8 @@ pub(super) struct Assembler {
     /// `go test -json` output not yet ended by a newline: an event's
     /// `Output` may hold part of a line.
     json_pending: String,
+    /// Input line of the event where `json_pending` began.
+    json_pending_from: u64,
     last_line: u64,
 }
 
@@ -56,15 +58,25 @@ impl Assembler {
                     self.foreign_line(emit);
                     return;
                 };
+                if self.json_pending.is_empty() {
+                    self.json_pending_from = number;
+                }
                 self.json_pending.push_str(&output);
                 let mut pending = std::mem::take(&mut self.json_pending);
+                // A line completed here began in the event that started it.
+                let mut line_number = self.json_pending_from;
                 let mut consumed = 0;
                 while let Some(n) = pending[consumed..].find('\n') {
                     let line = &pending[consumed..consumed + n];
-                    self.line(line.strip_suffix('\r').unwrap_or(line), number, emit);
+                    self.line(line.strip_suffix('\r').unwrap_or(line), line_number, emit);
                     consumed += n + 1;
+                    line_number = number;
                 }
-                pending.drain(..consumed);
+                if consumed > 0 {
+                    // What is left began in this event.
+                    pending.drain(..consumed);
+                    self.json_pending_from = number;
+                }
                 // A partial line is kept only while it can matter: inside a
                 // report, or when it may be the start of an anchor line.
                 if pending.len() <= LINE_CAP

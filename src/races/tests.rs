@@ -520,7 +520,7 @@ fn delimiter_glued_to_the_previous_line() {
 }
 
 /// gotest.log as `go test -json` prints it: one event per line of output,
-/// with events of another test interleaved and one line split in two.
+/// with events of another test interleaved and two lines split in two.
 fn as_test_json(log: &str) -> String {
     let event = |test: &str, action: &str, output: Option<&str>| {
         let mut e = serde_json::json!({
@@ -541,7 +541,11 @@ fn as_test_json(log: &str) -> String {
         Some("=== RUN   TestRunnerParallel\n"),
     ));
     for (i, line) in log.lines().enumerate() {
-        if line.starts_with("Previous write") {
+        if line == "WARNING: DATA RACE" {
+            // The newline in an event of its own.
+            out.push_str(&event("TestRunnerParallel", "output", Some(line)));
+            out.push_str(&event("TestRunnerParallel", "output", Some("\n")));
+        } else if line.starts_with("Previous write") {
             let (a, b) = line.split_at(9);
             out.push_str(&event("TestRunnerParallel", "output", Some(a)));
             out.push_str(&event(
