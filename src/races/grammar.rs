@@ -72,7 +72,7 @@ pub(super) enum Line<'a> {
 /// Where the report anchor starts on `line` and which runtime printed it.
 /// Only the whole anchor counts: `WARNING: DATA RACE` with nothing after it
 /// (so a log line quoting it is not a report), or `WARNING: ThreadSanitizer:
-/// data race` with at most TSan's ` (pid=N)` after it.
+/// data race` with at most TSan's ` (pid=N)` or ` on vptr …` after it.
 pub(super) fn anchor(line: &str) -> Option<(usize, Runtime)> {
     const GO: &str = "DATA RACE";
     const TSAN: &str = "ThreadSanitizer: data race";
@@ -85,7 +85,8 @@ pub(super) fn anchor(line: &str) -> Option<(usize, Runtime)> {
                 return Some((at, Runtime::Go));
             }
         } else if let Some(after) = rest.strip_prefix(TSAN) {
-            if after.trim().is_empty() || after.starts_with(" (") {
+            // ` (pid=N)`, or the `on vptr (ctor/dtor vs virtual call)` kind.
+            if after.trim().is_empty() || after.starts_with(" (") || after.starts_with(" on vptr") {
                 return Some((at, Runtime::ThreadSanitizer));
             }
         }
@@ -197,6 +198,12 @@ mod tests {
         );
         assert_eq!(
             anchor("WARNING: ThreadSanitizer: data race (pid=6330)"),
+            Some((0, Runtime::ThreadSanitizer))
+        );
+        assert_eq!(
+            anchor(
+                "WARNING: ThreadSanitizer: data race on vptr (ctor/dtor vs virtual call) (pid=9)"
+            ),
             Some((0, Runtime::ThreadSanitizer))
         );
         assert_eq!(anchor(r#"want "WARNING: DATA RACE" in output"#), None);
