@@ -87,7 +87,12 @@ impl Assembler {
             }
             None => {
                 self.json_pending.clear();
-                self.line(&String::from_utf8_lossy(raw), number, emit);
+                // `from_utf8` checks ASCII a word at a time; the lossy
+                // conversion only when it must replace something.
+                match std::str::from_utf8(raw) {
+                    Ok(line) => self.line(line, number, emit),
+                    Err(_) => self.line(&String::from_utf8_lossy(raw), number, emit),
+                }
             }
         }
     }
