@@ -962,3 +962,54 @@ fn container_log_prefix_with_ticking_fractions_and_trimmed_blanks() {
     assert_eq!(report.fingerprint(), plain.fingerprint());
     assert!(!report.truncated);
 }
+
+/// Hands out a few bytes per read, as a pipe or a slow decompressor may.
+struct Trickle<'a> {
+    data: &'a [u8],
+    rng: fastrand::Rng,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.rng.usize(1..8).min(self.data.len()).min(buf.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn reads_of_any_size_give_the_same_reports() {
+    let mut log = String::new();
+    for name in [
+        "server-run1.log",
+        "journald-prefixed.log",
+        "tsan-cpp.log",
+        "cache.log",
+        "truncated.log",
+    ] {
+        log.push_str(&fixture(name));
+    }
+    log.push_str(&as_test_json(&fixture("gotest.log")));
+    let whole = reports(log.as_bytes());
+    assert_eq!(whole.len(), 9);
+    // truncated.log's report is cut by the JSON report after it.
+    assert!(whole[7].truncated);
+    assert!(!whole[8].truncated);
+    assert_eq!(
+        whole[8].fingerprint(),
+        one(fixture("gotest.log").as_bytes()).fingerprint()
+    );
+    let trickled = scan_all(Trickle {
+        data: log.as_bytes(),
+        rng: fastrand::Rng::with_seed(3),
+    })
+    .0;
+    let summary = |found: &[RaceReport]| -> Vec<(u64, String, bool, String)> {
+        found
+            .iter()
+            .map(|r| (r.line, r.text.clone(), r.truncated, r.fingerprint().0))
+            .collect()
+    };
+    assert_eq!(summary(&trickled), summary(&whole));
+}
