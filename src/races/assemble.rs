@@ -156,6 +156,8 @@ struct Draft {
     in_access: bool,
     foreign_run: u32,
     after_summary: bool,
+    /// The last report line was a Go function line; its location follows.
+    dangling_frame: bool,
 }
 
 impl Draft {
@@ -174,6 +176,7 @@ impl Draft {
             in_access: false,
             foreign_run: 0,
             after_summary: false,
+            dangling_frame: false,
         }
     }
 
@@ -195,7 +198,7 @@ impl Draft {
         let kind = grammar::classify(self.runtime, body);
         match kind {
             Line::Foreign => return self.foreign(),
-            Line::Delimiter => return Some(false),
+            Line::Delimiter => return Some(!self.looks_complete()),
             Line::Blank => {}
             _ => self.foreign_run = 0,
         }
@@ -204,6 +207,11 @@ impl Draft {
         }
         self.text.push('\n');
         self.text.push_str(body);
+        match kind {
+            Line::Blank => {}
+            Line::Frame(_) => self.dangling_frame = self.runtime == Runtime::Go,
+            _ => self.dangling_frame = false,
+        }
         match kind {
             Line::Access => {
                 self.accesses.push(Access {
@@ -227,6 +235,17 @@ impl Draft {
             _ => {}
         }
         None
+    }
+
+    /// Whether a delimiter now closes a whole report, rather than opening
+    /// the next one after this report was cut off: a Go report has both
+    /// accesses and no function line waiting for its location, a TSan report
+    /// has had its SUMMARY (a delimiter after it never gets here).
+    fn looks_complete(&self) -> bool {
+        match self.runtime {
+            Runtime::Go => self.accesses.len() >= 2 && !self.dangling_frame,
+            Runtime::ThreadSanitizer => false,
+        }
     }
 
     /// An interleaved line: dropped, but too many in a row end the report.

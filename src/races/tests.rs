@@ -1013,3 +1013,23 @@ fn reads_of_any_size_give_the_same_reports() {
     };
     assert_eq!(summary(&trickled), summary(&whole));
 }
+
+#[test]
+fn a_cut_report_is_not_closed_by_the_next_reports_opening_delimiter() {
+    // Delimiters look the same whether they close a report or open the next
+    // one; a cut report must still come out truncated.
+    let log = format!("{}{}", fixture("truncated.log"), fixture("counter.log"));
+    let found = reports(log.as_bytes());
+    assert_eq!(found.len(), 2);
+    assert!(found[0].truncated);
+    assert!(!found[1].truncated);
+
+    let tsan = fixture("tsan-cpp.log");
+    let cut = &tsan[..tsan.find("  Location is").expect("fixture")];
+    let log = format!("{cut}{tsan}");
+    let found = reports(log.as_bytes());
+    assert_eq!(found.len(), 2);
+    assert!(found[0].truncated);
+    assert_eq!(found[0].title(), "Data race in worker()");
+    assert!(!found[1].truncated);
+}
