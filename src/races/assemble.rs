@@ -32,6 +32,8 @@ pub(super) struct Assembler {
     /// `go test -json` output not yet ended by a newline: an event's
     /// `Output` may hold part of a line.
     json_pending: String,
+    /// Input line of the event where `json_pending` began.
+    json_pending_from: u64,
     last_line: u64,
 }
 
@@ -56,15 +58,25 @@ impl Assembler {
                     self.foreign_line(emit);
                     return;
                 };
+                if self.json_pending.is_empty() {
+                    self.json_pending_from = number;
+                }
                 self.json_pending.push_str(&output);
                 let mut pending = std::mem::take(&mut self.json_pending);
+                // A line completed here began in the event that started it.
+                let mut line_number = self.json_pending_from;
                 let mut consumed = 0;
                 while let Some(n) = pending[consumed..].find('\n') {
                     let line = &pending[consumed..consumed + n];
-                    self.line(line.strip_suffix('\r').unwrap_or(line), number, emit);
+                    self.line(line.strip_suffix('\r').unwrap_or(line), line_number, emit);
                     consumed += n + 1;
+                    line_number = number;
                 }
-                pending.drain(..consumed);
+                if consumed > 0 {
+                    // What is left began in this event.
+                    pending.drain(..consumed);
+                    self.json_pending_from = number;
+                }
                 // A partial line is kept only while it can matter: inside a
                 // report, or when it may be the start of an anchor line.
                 if pending.len() <= LINE_CAP
@@ -75,7 +87,12 @@ impl Assembler {
             }
             None => {
                 self.json_pending.clear();
-                self.line(&String::from_utf8_lossy(raw), number, emit);
+                // `from_utf8` checks ASCII a word at a time; the lossy
+                // conversion only when it must replace something.
+                match std::str::from_utf8(raw) {
+                    Ok(line) => self.line(line, number, emit),
+                    Err(_) => self.line(&String::from_utf8_lossy(raw), number, emit),
+                }
             }
         }
     }
@@ -139,6 +156,8 @@ struct Draft {
     in_access: bool,
     foreign_run: u32,
     after_summary: bool,
+    /// The last report line was a Go function line; its location follows.
+    dangling_frame: bool,
 }
 
 impl Draft {
@@ -157,6 +176,7 @@ impl Draft {
             in_access: false,
             foreign_run: 0,
             after_summary: false,
+            dangling_frame: false,
         }
     }
 
@@ -178,7 +198,7 @@ impl Draft {
         let kind = grammar::classify(self.runtime, body);
         match kind {
             Line::Foreign => return self.foreign(),
-            Line::Delimiter => return Some(false),
+            Line::Delimiter => return Some(!self.looks_complete()),
             Line::Blank => {}
             _ => self.foreign_run = 0,
         }
@@ -187,6 +207,11 @@ impl Draft {
         }
         self.text.push('\n');
         self.text.push_str(body);
+        match kind {
+            Line::Blank => {}
+            Line::Frame(_) => self.dangling_frame = self.runtime == Runtime::Go,
+            _ => self.dangling_frame = false,
+        }
         match kind {
             Line::Access => {
                 self.accesses.push(Access {
@@ -210,6 +235,17 @@ impl Draft {
             _ => {}
         }
         None
+    }
+
+    /// Whether a delimiter now closes a whole report, rather than opening
+    /// the next one after this report was cut off: a Go report has both
+    /// accesses and no function line waiting for its location, a TSan report
+    /// has had its SUMMARY (a delimiter after it never gets here).
+    fn looks_complete(&self) -> bool {
+        match self.runtime {
+            Runtime::Go => self.accesses.len() >= 2 && !self.dangling_frame,
+            Runtime::ThreadSanitizer => false,
+        }
     }
 
     /// An interleaved line: dropped, but too many in a row end the report.
@@ -236,18 +272,32 @@ impl Draft {
     }
 }
 
-/// `line` without `prefix`, where any digit matches any digit (timestamps
-/// and counters in prefixes change from line to line).
+/// `line` without `prefix`, where a run of digits matches any run of digits
+/// (timestamps tick, and RFC 3339 fractions drop trailing zeros), and a line
+/// that stops where only the prefix's trailing whitespace is left is a blank
+/// report line (some log pipelines trim trailing spaces).
 fn strip_prefix_loosely<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     let (l, p) = (line.as_bytes(), prefix.as_bytes());
-    if l.len() < p.len() {
-        return None;
+    let (mut i, mut j) = (0, 0);
+    while j < p.len() {
+        if i == l.len() {
+            return p[j..].iter().all(u8::is_ascii_whitespace).then_some("");
+        }
+        if p[j].is_ascii_digit() && l[i].is_ascii_digit() {
+            while j < p.len() && p[j].is_ascii_digit() {
+                j += 1;
+            }
+            while i < l.len() && l[i].is_ascii_digit() {
+                i += 1;
+            }
+        } else if p[j] == l[i] {
+            i += 1;
+            j += 1;
+        } else {
+            return None;
+        }
     }
-    let same = l
-        .iter()
-        .zip(p)
-        .all(|(a, b)| a == b || (a.is_ascii_digit() && b.is_ascii_digit()));
-    if same { line.get(p.len()..) } else { None }
+    line.get(i..)
 }
 
 #[cfg(test)]
@@ -266,5 +316,18 @@ mod tests {
             None
         );
         assert_eq!(strip_prefix_loosely("short", prefix), None);
+        assert_eq!(
+            strip_prefix_loosely("Nov 28 03:12:44 testbox-07 app[31337]:", prefix),
+            Some("")
+        );
+        let cri = "2026-11-28T12:52:21.123456789Z stderr F ";
+        assert_eq!(
+            strip_prefix_loosely("2026-11-28T12:52:21.1234Z stderr F   main.main()", cri),
+            Some("  main.main()")
+        );
+        assert_eq!(
+            strip_prefix_loosely("2026-11-28T12:52:21.1234Z stdout F   main.main()", cri),
+            None
+        );
     }
 }

@@ -24,8 +24,9 @@ static GO_ARGS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Frames of the Go runtime, the race runtime and the TSan runtime: where a
 /// race is detected, never where it is.
-const RUNTIME_PREFIXES: [&str; 6] = [
+const RUNTIME_PREFIXES: [&str; 7] = [
     "runtime.",
+    "runtime/internal/",
     "internal/race",
     "internal/runtime/",
     "sync/atomic.",
@@ -96,12 +97,18 @@ mod tests {
         let frames: Vec<String> = [
             "runtime.mapassign_faststr()",
             "internal/race.Write()",
+            "runtime/internal/atomic.Store()",
             "sync/atomic.AddInt32()",
             "main.(*cache).put()",
         ]
         .map(String::from)
         .to_vec();
         assert_eq!(top_frame(&frames).as_deref(), Some("main.(*cache).put()"));
-        assert_eq!(top_frame(&frames[..2]), None);
+        assert_eq!(top_frame(&frames[..3]), None);
+        // Packages next to the runtime are the program's own code.
+        assert_eq!(
+            top_frame(&["runtime/debug.SetGCPercent()".to_owned()]).as_deref(),
+            Some("runtime/debug.SetGCPercent()")
+        );
     }
 }

@@ -24,12 +24,7 @@ static ACCESS_HEADER: LazyLock<Regex> = LazyLock::new(|| {
 static GOROUTINE_CREATED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^Goroutine \d+ \((?:running|finished)\) created at:$").expect("static regex")
 });
-/// `/path/file.go:23 +0x1f`, or without the offset.
-static GO_LOCATION: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\S.*:\d+(?: \+0x[0-9a-fA-F]+)?$").expect("static regex"));
 static WARNING: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("WARNING: "));
-static TSAN_FRAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^#\d+ (.*)$").expect("static regex"));
 
 const FAILED_STACK: &str = "[failed to restore the stack]";
 /// TSan blocks after the two accesses; their stacks are not the race's.
@@ -72,7 +67,7 @@ pub(super) enum Line<'a> {
 /// Where the report anchor starts on `line` and which runtime printed it.
 /// Only the whole anchor counts: `WARNING: DATA RACE` with nothing after it
 /// (so a log line quoting it is not a report), or `WARNING: ThreadSanitizer:
-/// data race` with at most TSan's ` (pid=N)` after it.
+/// data race` with at most TSan's ` (pid=N)` or ` on vptr …` after it.
 pub(super) fn anchor(line: &str) -> Option<(usize, Runtime)> {
     const GO: &str = "DATA RACE";
     const TSAN: &str = "ThreadSanitizer: data race";
@@ -85,7 +80,8 @@ pub(super) fn anchor(line: &str) -> Option<(usize, Runtime)> {
                 return Some((at, Runtime::Go));
             }
         } else if let Some(after) = rest.strip_prefix(TSAN) {
-            if after.trim().is_empty() || after.starts_with(" (") {
+            // ` (pid=N)`, or the `on vptr (ctor/dtor vs virtual call)` kind.
+            if after.trim().is_empty() || after.starts_with(" (") || after.starts_with(" on vptr") {
                 return Some((at, Runtime::ThreadSanitizer));
             }
         }
@@ -119,7 +115,7 @@ pub(super) fn classify(runtime: Runtime, line: &str) -> Line<'_> {
         Runtime::Go => {
             if trimmed.starts_with("Goroutine ") && GOROUTINE_CREATED.is_match(trimmed) {
                 Line::OtherBlock
-            } else if indented && GO_LOCATION.is_match(trimmed) && trimmed.contains('/') {
+            } else if indented && is_go_location(trimmed) {
                 Line::Location
             } else if line.starts_with("  ") && trimmed.ends_with(')') {
                 Line::Frame(trimmed)
@@ -132,8 +128,8 @@ pub(super) fn classify(runtime: Runtime, line: &str) -> Line<'_> {
                 Line::Summary
             } else if !indented {
                 Line::Foreign
-            } else if let Some(frame) = TSAN_FRAME.captures(trimmed).and_then(|c| c.get(1)) {
-                tsan_frame(frame.as_str())
+            } else if let Some(frame) = tsan_frame_text(trimmed) {
+                tsan_frame(frame)
             } else if TSAN_BLOCKS.iter().any(|b| trimmed.starts_with(b)) {
                 Line::OtherBlock
             } else {
@@ -141,6 +137,38 @@ pub(super) fn classify(runtime: Runtime, line: &str) -> Line<'_> {
             }
         }
     }
+}
+
+/// `/path/file.go:23 +0x1f`, or without the offset. By hand rather than by
+/// regex: every line of a Go stack goes through here.
+fn is_go_location(trimmed: &str) -> bool {
+    let place = match trimmed.rsplit_once(" +0x") {
+        Some((place, offset))
+            if !offset.is_empty() && offset.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            place
+        }
+        _ => trimmed,
+    };
+    match place.rsplit_once(':') {
+        Some((file, line)) => {
+            !file.is_empty()
+                && !file.starts_with(char::is_whitespace)
+                && !line.is_empty()
+                && line.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+/// What follows `#N ` on a TSan frame line.
+fn tsan_frame_text(trimmed: &str) -> Option<&str> {
+    let number = trimmed.strip_prefix('#')?;
+    let digits = number.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    number[digits..].strip_prefix(' ')
 }
 
 /// Split `func location (module+0xOFF)` into the function text, and tell the
@@ -162,6 +190,7 @@ fn tsan_frame(frame: &str) -> Line<'_> {
         || location.contains("tsan_interceptors")
         || location.contains("/sanitizer_common/")
         || location.contains("libsanitizer/tsan/")
+        || location.contains("compiler-rt/lib/tsan/")
         || function.starts_with("__tsan_")
         || function.starts_with("__interceptor_");
     if runtime {
@@ -176,13 +205,11 @@ fn looks_like_location(word: &str) -> bool {
         || word.starts_with('/')
         || word.starts_with("./")
         || word.starts_with("../")
-        || word
-            .rsplit_once(':')
-            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        // file.cc:12 or file.cc:12:5
         || word
             .split(':')
-            .nth(1)
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .skip(1)
+            .any(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -198,6 +225,12 @@ mod tests {
         );
         assert_eq!(
             anchor("WARNING: ThreadSanitizer: data race (pid=6330)"),
+            Some((0, Runtime::ThreadSanitizer))
+        );
+        assert_eq!(
+            anchor(
+                "WARNING: ThreadSanitizer: data race on vptr (ctor/dtor vs virtual call) (pid=9)"
+            ),
             Some((0, Runtime::ThreadSanitizer))
         );
         assert_eq!(anchor(r#"want "WARNING: DATA RACE" in output"#), None);
@@ -231,6 +264,10 @@ mod tests {
             Line::Location
         );
         assert_eq!(go("      /builds/x/main.go:13"), Line::Location);
+        assert_eq!(go("      <autogenerated>:1 +0x2d"), Line::Location);
+        assert_eq!(go("      C:/src/app/main.go:7 +0x2d"), Line::Location);
+        assert_eq!(go("      see main.go:12 +0xzz"), Line::Foreign);
+        assert_eq!(go("      retrying in 5s"), Line::Foreign);
         assert_eq!(go("Goroutine 8 (finished) created at:"), Line::OtherBlock);
         assert_eq!(go("  [failed to restore the stack]"), Line::FailedStack);
         assert_eq!(go("2026/11/28 12:52:21 backup finished"), Line::Foreign);
@@ -268,6 +305,21 @@ mod tests {
             Line::RuntimeFrame
         );
         assert_eq!(tsan("    #2 main (a.out+0x12bf)"), Line::Frame("main"));
+        assert_eq!(
+            tsan("    #3 Foo::operator()(int) const src/foo.cc:12:5 (a.out+0x12bf)"),
+            Line::Frame("Foo::operator()(int) const")
+        );
+        assert_eq!(
+            tsan("    #3 Foo::operator()(int) const (a.out+0x12bf)"),
+            Line::Frame("Foo::operator()(int) const")
+        );
+        // Clang links the runtime into the program: told apart by its path.
+        assert_eq!(
+            tsan(
+                "    #0 free /src/llvm/compiler-rt/lib/tsan/rtl/tsan_new_delete.cpp:126:3 (a.out+0x4f2e1)"
+            ),
+            Line::RuntimeFrame
+        );
         assert_eq!(
             tsan("  Location is global 'g' of size 8 at 0x56 (tsan+0x4090)"),
             Line::OtherBlock

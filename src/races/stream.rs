@@ -14,6 +14,9 @@ use std::io::{self, Read};
 use memchr::memmem::Finder;
 
 /// Bytes asked of the input per read; the buffer never grows past this.
+/// Large enough that a read always asks for more than the 256 KiB a caller's
+/// `BufReader` holds, so it reads straight into this buffer (with 256 KiB
+/// here, every read went through the caller's buffer: 3× the system time).
 pub const READ_BUFFER: usize = 1024 * 1024;
 /// Longest line kept; the rest of a longer line is skipped.
 pub const LINE_CAP: usize = 64 * 1024;

@@ -520,7 +520,7 @@ fn delimiter_glued_to_the_previous_line() {
 }
 
 /// gotest.log as `go test -json` prints it: one event per line of output,
-/// with events of another test interleaved and one line split in two.
+/// with events of another test interleaved and two lines split in two.
 fn as_test_json(log: &str) -> String {
     let event = |test: &str, action: &str, output: Option<&str>| {
         let mut e = serde_json::json!({
@@ -541,7 +541,11 @@ fn as_test_json(log: &str) -> String {
         Some("=== RUN   TestRunnerParallel\n"),
     ));
     for (i, line) in log.lines().enumerate() {
-        if line.starts_with("Previous write") {
+        if line == "WARNING: DATA RACE" {
+            // The newline in an event of its own.
+            out.push_str(&event("TestRunnerParallel", "output", Some(line)));
+            out.push_str(&event("TestRunnerParallel", "output", Some("\n")));
+        } else if line.starts_with("Previous write") {
             let (a, b) = line.split_at(9);
             out.push_str(&event("TestRunnerParallel", "output", Some(a)));
             out.push_str(&event(
@@ -815,12 +819,13 @@ fn a_report_drowned_in_foreign_lines_ends() {
     let log = fixture("counter.log");
     let at = log.find("Previous read").expect("fixture");
     let noise = "2026/11/28 12:52:21 backup finished for core-sw1\n";
-    let drowned = format!("{}{}{}", &log[..at], noise.repeat(1000), &log[at..]);
+    let limit = super::assemble::NOISE_LIMIT as usize;
+    let drowned = format!("{}{}{}", &log[..at], noise.repeat(limit), &log[at..]);
     let found = reports(drowned.as_bytes());
     assert_eq!(found.len(), 1);
     assert!(found[0].truncated);
     assert_eq!(tops(&found[0]), want(Some(ADD), None));
-    let noisy = format!("{}{}{}", &log[..at], noise.repeat(999), &log[at..]);
+    let noisy = format!("{}{}{}", &log[..at], noise.repeat(limit - 1), &log[at..]);
     let report = one(noisy.as_bytes());
     assert!(!report.truncated);
     assert_eq!(tops(&report), want(Some(ADD), Some(SNAPSHOT)));
@@ -876,4 +881,155 @@ fn reports_spread_through_a_big_log_are_all_found() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn delimiter_glued_to_the_warning_line() {
+    let log = fixture("counter.log");
+    let glued = log.replacen(
+        "==================\nWARNING",
+        "==================WARNING",
+        1,
+    );
+    assert_ne!(glued, log);
+    assert_eq!(one(glued.as_bytes()).text, one(log.as_bytes()).text);
+
+    let journald = fixture("journald-prefixed.log").replacen(
+        "==================\nNov 28 03:12:44 testbox-07 restorepoint[31337]: WARNING",
+        "==================WARNING",
+        1,
+    );
+    let found = reports(journald.as_bytes());
+    assert_eq!(found.len(), 2);
+    assert_eq!(
+        found[0].text,
+        reports(fixture("journald-prefixed.log").as_bytes())[0].text
+    );
+}
+
+#[test]
+fn prefixed_tsan_report_with_interleaved_lines() {
+    let tsan = fixture("tsan-cpp.log");
+    let mut prefixed = String::new();
+    for line in tsan.lines() {
+        prefixed.push_str(&format!(
+            "Nov 28 03:12:44 testbox-03 tsan-app[77]: {line}\n"
+        ));
+        prefixed.push_str("Nov 28 03:12:44 testbox-03 kernel: eth0: link up\n");
+        prefixed.push_str("Nov 28 03:12:44 testbox-03 tsan-app[77]: worker 3 done\n");
+    }
+    let plain = one(tsan.as_bytes());
+    let report = one(prefixed.as_bytes());
+    assert_eq!(report.text, plain.text);
+    assert_eq!(report.fingerprint(), plain.fingerprint());
+    assert!(!report.truncated);
+}
+
+#[test]
+fn test_name_prefix() {
+    let log = fixture("gotest.log");
+    let prefixed: String = log
+        .lines()
+        .map(|l| format!("[TestRunnerParallel] {l}\n"))
+        .collect();
+    let plain = one(log.as_bytes());
+    let report = one(prefixed.as_bytes());
+    assert_eq!(report.text, plain.text);
+    assert_eq!(report.line, 2);
+}
+
+#[test]
+fn container_log_prefix_with_ticking_fractions_and_trimmed_blanks() {
+    // containerd's CRI log format: RFC 3339 timestamps whose fractions drop
+    // trailing zeros, so the prefix changes length from line to line; and a
+    // blank report line whose trailing space was trimmed.
+    let log = fixture("counter.log");
+    let fractions = ["123456789", "12345678", "5", "9876"];
+    let mut cri = String::new();
+    for (i, line) in log.lines().enumerate() {
+        let stamped = format!(
+            "2026-11-28T12:52:2{}.{}Z stderr F {line}",
+            i % 10,
+            fractions[i % 4]
+        );
+        cri.push_str(stamped.trim_end());
+        cri.push('\n');
+        cri.push_str("2026-11-28T12:52:21.5Z stdout F GET /healthz 200\n");
+    }
+    let plain = one(log.as_bytes());
+    let report = one(cri.as_bytes());
+    assert_eq!(report.text, plain.text);
+    assert_eq!(report.fingerprint(), plain.fingerprint());
+    assert!(!report.truncated);
+}
+
+/// Hands out a few bytes per read, as a pipe or a slow decompressor may.
+struct Trickle<'a> {
+    data: &'a [u8],
+    rng: fastrand::Rng,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.rng.usize(1..8).min(self.data.len()).min(buf.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn reads_of_any_size_give_the_same_reports() {
+    let mut log = String::new();
+    for name in [
+        "server-run1.log",
+        "journald-prefixed.log",
+        "tsan-cpp.log",
+        "cache.log",
+        "truncated.log",
+    ] {
+        log.push_str(&fixture(name));
+    }
+    log.push_str(&as_test_json(&fixture("gotest.log")));
+    let whole = reports(log.as_bytes());
+    assert_eq!(whole.len(), 9);
+    // truncated.log's report is cut by the JSON report after it.
+    assert!(whole[7].truncated);
+    assert!(!whole[8].truncated);
+    assert_eq!(
+        whole[8].fingerprint(),
+        one(fixture("gotest.log").as_bytes()).fingerprint()
+    );
+    let trickled = scan_all(Trickle {
+        data: log.as_bytes(),
+        rng: fastrand::Rng::with_seed(3),
+    })
+    .0;
+    let summary = |found: &[RaceReport]| -> Vec<(u64, String, bool, String)> {
+        found
+            .iter()
+            .map(|r| (r.line, r.text.clone(), r.truncated, r.fingerprint().0))
+            .collect()
+    };
+    assert_eq!(summary(&trickled), summary(&whole));
+}
+
+#[test]
+fn a_cut_report_is_not_closed_by_the_next_reports_opening_delimiter() {
+    // Delimiters look the same whether they close a report or open the next
+    // one; a cut report must still come out truncated.
+    let log = format!("{}{}", fixture("truncated.log"), fixture("counter.log"));
+    let found = reports(log.as_bytes());
+    assert_eq!(found.len(), 2);
+    assert!(found[0].truncated);
+    assert!(!found[1].truncated);
+
+    let tsan = fixture("tsan-cpp.log");
+    let cut = &tsan[..tsan.find("  Location is").expect("fixture")];
+    let log = format!("{cut}{tsan}");
+    let found = reports(log.as_bytes());
+    assert_eq!(found.len(), 2);
+    assert!(found[0].truncated);
+    assert_eq!(found[0].title(), "Data race in worker()");
+    assert!(!found[1].truncated);
 }
