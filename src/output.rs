@@ -147,11 +147,7 @@ impl Progress {
         if let Some(plain) = &self.plain {
             let Ok(mut p) = plain.lock() else { return };
             p.done += n;
-            let quarter = if p.total == 0 {
-                0
-            } else {
-                p.done.saturating_mul(4) / p.total
-            };
+            let quarter = p.done.saturating_mul(4).checked_div(p.total).unwrap_or(0);
             if quarter > p.last_quarter && quarter < 4
                 || p.last_line.elapsed() >= Duration::from_secs(30)
             {
