@@ -31,6 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     ScanRaces(commands::scan_races::ScanRacesArgs),
+    TagLibrary(commands::tag_library::TagLibraryArgs),
 }
 
 /// Flags every command accepts (SPEC §2).

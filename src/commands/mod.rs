@@ -3,6 +3,7 @@
 //! read environment variables or print directly.
 
 pub mod scan_races;
+pub mod tag_library;
 
 use anyhow::Result;
 
@@ -13,5 +14,6 @@ use crate::settings::Settings;
 pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
     match command {
         Command::ScanRaces(args) => scan_races::run(&args, settings),
+        Command::TagLibrary(args) => tag_library::run(&args, settings),
     }
 }
