@@ -625,7 +625,12 @@ fn transport_error(
     } else {
         return anyhow::Error::new(err);
     };
-    anyhow::Error::new(err).context(HintedError::new(message, hint))
+    // The hinted error is the root of the chain (that is where the error
+    // report looks for hints), so libgit2's words go into its message.
+    anyhow::Error::new(HintedError::new(
+        format!("{message}: {}", err.message()),
+        hint,
+    ))
 }
 
 #[cfg(test)]
