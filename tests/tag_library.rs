@@ -213,6 +213,40 @@ fn head_already_tagged_on_the_remote_only_is_left_alone() {
 }
 
 #[test]
+fn a_file_remote_is_read_with_packed_and_loose_tags() {
+    let fx = Fixture::new();
+    let lib = fx.library("local");
+    lib.commit("one");
+    lib.tag_head(&["v1.0.0"], true);
+    lib.server_git(&["pack-refs", "--all"]);
+    lib.commit("two");
+    lib.tag_head(&["v1.1.0"], false);
+    let head = lib.commit("three");
+    lib.tag_head(&["v1.2.0"], true);
+    let url = format!("file://{}", git_support::path_str(&lib.bare));
+
+    // Annotated and loose: its commit comes from peeling the tag object.
+    let wc = fx.shallow_clone(&url, "wc");
+    let out = tag_json(&fx, &wc, &[], &[]);
+    assert_eq!(out["action"], "exists");
+    assert_eq!(out["tag"], "v1.2.0");
+    assert_eq!(out["previous"], "v1.1.0");
+    assert_eq!(out["commit"], head.as_str());
+
+    // Packed: from packed-refs' peeled lines.
+    lib.server_git(&["pack-refs", "--all"]);
+    let out = tag_json(&fx, &wc, &[], &[]);
+    assert_eq!(out["action"], "exists");
+
+    let next = lib.commit("four");
+    let wc = fx.shallow_clone(&url, "wc2");
+    let out = tag_json(&fx, &wc, &[], &[]);
+    assert_eq!(out["tag"], "v1.2.1");
+    assert_eq!(out["pushed"], true);
+    assert_eq!(lib.server_tag_commit("v1.2.1"), next);
+}
+
+#[test]
 fn a_rerun_after_tagging_creates_nothing() {
     let fx = Fixture::new();
     let (lib, daemon) = served(&fx, "twice");

@@ -278,6 +278,9 @@ impl GitRepo {
                 remote.display_url()
             )
         };
+        if let Some(path) = local_repository_path(&url) {
+            return tags_of_local_repository(&path).with_context(what);
+        }
         let mut anonymous = self.repo.remote_anonymous(&url).with_context(what)?;
         let state = AuthState::default();
         let connection = anonymous
@@ -495,6 +498,60 @@ impl GitRepo {
             None => Ok(PushOutcome::Pushed),
         }
     }
+}
+
+/// A remote that is a repository on this machine (`file://…` or an absolute
+/// path), which can be read directly.
+fn local_repository_path(url: &str) -> Option<PathBuf> {
+    let path = match url.strip_prefix("file://") {
+        Some(rest) => Path::new(rest),
+        None if !url.contains("://") && Path::new(url).is_absolute() => Path::new(url),
+        None => return None,
+    };
+    path.is_dir().then(|| path.to_path_buf())
+}
+
+/// The tags of a repository on this machine, read directly: the same list
+/// `git ls-remote --tags` gives, with the commit of annotated tags taken
+/// from packed-refs' peeled entries. libgit2's own file:// transport looks
+/// every ref up again one by one (a stat and a packed-refs check each),
+/// which made a 10,000-tag remote several times slower than `git ls-remote`.
+fn tags_of_local_repository(path: &Path) -> Result<Vec<TagRef>> {
+    let repo = Repository::open(path)
+        .with_context(|| format!("opening the repository at {}", path.display()))?;
+    let odb = repo
+        .odb()
+        .with_context(|| format!("opening the objects of {}", path.display()))?;
+    let mut tags = Vec::new();
+    for reference in repo
+        .references_glob("refs/tags/*")
+        .with_context(|| format!("listing the tags of {}", path.display()))?
+    {
+        let reference =
+            reference.with_context(|| format!("listing the tags of {}", path.display()))?;
+        let (Ok(name), Some(target)) = (reference.name(), reference.target()) else {
+            continue;
+        };
+        let Some(name) = name.strip_prefix("refs/tags/") else {
+            continue;
+        };
+        let commit = match reference.target_peel() {
+            Some(peeled) => Some(peeled),
+            // Loose refs carry no peeled value: look at the object's type
+            // (a header read, no inflating of whole objects).
+            None => match odb.read_header(target) {
+                Ok((_, ObjectType::Tag)) => reference.peel_to_commit().ok().map(|c| c.id()),
+                Ok((_, ObjectType::Commit)) => Some(target),
+                _ => None,
+            },
+        };
+        tags.push(TagRef {
+            name: name.to_owned(),
+            target,
+            commit,
+        });
+    }
+    Ok(tags)
 }
 
 /// Side-band text as lines a person can read: `\r` progress overwrites
