@@ -247,6 +247,26 @@ fn a_file_remote_is_read_with_packed_and_loose_tags() {
 }
 
 #[test]
+fn an_existing_remote_tag_is_never_moved() {
+    let fx = Fixture::new();
+    let (lib, daemon) = served(&fx, "nomove");
+    let old = lib.commit("one");
+    lib.tag_head(&["v0.2.0"], true);
+    let before = lib.server_git(&["show-ref", "--tags"]);
+    lib.commit("two");
+
+    // A stray local v0.2.0 on HEAD (made by hand): pushing it would move the
+    // remote's v0.2.0. The push is cancelled in negotiation instead.
+    let wc = fx.shallow_clone(&daemon.url(&lib), "wc");
+    fx.git(&wc, &["tag", "-a", "v0.2.0", "-m", "stray"]);
+    let r = run(&fx, &wc, &[], &[]);
+    assert_eq!(r.code, 1, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("git tag -d v0.2.0"), "{}", r.stderr);
+    assert_eq!(lib.server_git(&["show-ref", "--tags"]), before);
+    assert_eq!(lib.server_tag_commit("v0.2.0"), old);
+}
+
+#[test]
 fn a_rerun_after_tagging_creates_nothing() {
     let fx = Fixture::new();
     let (lib, daemon) = served(&fx, "twice");
