@@ -663,3 +663,43 @@ fn https_credentials_token_fallback_and_a_wrong_token() {
     assert_eq!(out["tag"], "v0.1.1");
     assert_eq!(lib.server_tags(), ["v0.1.0", "v0.1.1"]);
 }
+
+#[test]
+fn help_lists_every_flag_and_bad_flags_are_usage_errors() {
+    let fx = Fixture::new();
+    let out = rp(&fx, fx.dir.path(), &[])
+        .args(["tag-library", "--help"])
+        .output()
+        .expect("run rp-devops");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--repo <DIR>",
+        "--remote <NAME>",
+        "--prefix <P>",
+        "--initial <V>",
+        "--bump <PART>",
+        "--no-push",
+        "--dry-run",
+        "--json",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+
+    let (lib, daemon) = served(&fx, "usage");
+    lib.commit("one");
+    let wc = fx.shallow_clone(&daemon.url(&lib), "wc");
+    for args in [
+        &["--bump", "huge"][..],
+        &["--initial", "1.0"],
+        &["--initial", "1.0.0-rc.1"],
+        &["--remote", "upstream"],
+        &["--prefix", "bad..prefix/v"],
+    ] {
+        let r = run(&fx, &wc, args, &[]);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+    }
+    let r = run(&fx, fx.dir.path(), &[], &[]);
+    assert_eq!(r.code, 2, "not a repository: {}", r.stderr);
+    assert!(lib.server_tags().is_empty());
+}

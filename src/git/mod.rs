@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use git2::{
-    Cred, CredentialType, Direction, ErrorClass, ErrorCode, ObjectType, Oid, PushOptions,
-    RemoteCallbacks, Repository, Signature,
+    Cred, CredentialType, Direction, ErrorClass, ErrorCode, ObjectType, Oid, ProxyOptions,
+    PushOptions, RemoteCallbacks, Repository, Signature,
 };
 
 use crate::error::{HintedError, UsageError};
@@ -284,7 +284,11 @@ impl GitRepo {
         let mut anonymous = self.repo.remote_anonymous(&url).with_context(what)?;
         let state = AuthState::default();
         let connection = anonymous
-            .connect_auth(Direction::Fetch, Some(callbacks(auth, &state)), None)
+            .connect_auth(
+                Direction::Fetch,
+                Some(callbacks(auth, &state)),
+                Some(proxy()),
+            )
             .map_err(|e| transport_error(e, auth, &state, Direction::Fetch))
             .with_context(what)?;
         let mut direct: BTreeMap<String, Oid> = BTreeMap::new();
@@ -466,6 +470,7 @@ impl GitRepo {
             });
             let mut options = PushOptions::new();
             options.remote_callbacks(cbs);
+            options.proxy_options(proxy());
             anonymous.push(&[format!("{refname}:{refname}")], Some(&mut options))
         };
 
@@ -581,6 +586,15 @@ fn effective_url(url: &str, auth: &GitAuth) -> String {
     } else {
         url.to_owned()
     }
+}
+
+/// A proxy as git would pick it: `http.proxy` from git config, else the
+/// `https_proxy`/`http_proxy` variables (CI runners behind a corporate
+/// proxy set these; libgit2 ignores them unless asked).
+fn proxy<'a>() -> ProxyOptions<'a> {
+    let mut options = ProxyOptions::new();
+    options.auto();
+    options
 }
 
 /// What the credentials callback saw, for explaining a failure.
