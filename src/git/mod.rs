@@ -102,11 +102,22 @@ impl fmt::Debug for GitAuth {
 }
 
 /// A configured remote: where to read tags from and where to push them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteTarget {
     pub name: String,
     fetch_url: String,
     push_url: String,
+}
+
+impl fmt::Debug for RemoteTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // CI runners write the job token into the remote URL.
+        f.debug_struct("RemoteTarget")
+            .field("name", &self.name)
+            .field("fetch_url", &redact_url(&self.fetch_url))
+            .field("push_url", &redact_url(&self.push_url))
+            .finish()
+    }
 }
 
 impl RemoteTarget {
@@ -281,7 +292,11 @@ impl GitRepo {
         if let Some(path) = local_repository_path(&url) {
             return tags_of_local_repository(&path).with_context(what);
         }
-        let mut anonymous = self.repo.remote_anonymous(&url).with_context(what)?;
+        let mut anonymous = self
+            .repo
+            .remote_anonymous(&url)
+            .map_err(|e| scrubbed(e, &url, auth))
+            .with_context(what)?;
         let state = AuthState::default();
         let connection = anonymous
             .connect_auth(
@@ -289,11 +304,15 @@ impl GitRepo {
                 Some(callbacks(auth, &state)),
                 Some(proxy()),
             )
-            .map_err(|e| transport_error(e, auth, &state, Direction::Fetch))
+            .map_err(|e| transport_error(e, &url, auth, &state, Direction::Fetch))
             .with_context(what)?;
         let mut direct: BTreeMap<String, Oid> = BTreeMap::new();
         let mut peeled: BTreeMap<String, Oid> = BTreeMap::new();
-        for head in connection.list().with_context(what)? {
+        let heads = connection
+            .list()
+            .map_err(|e| scrubbed(e, &url, auth))
+            .with_context(what)?;
+        for head in heads {
             let Some(tag) = head.name().strip_prefix("refs/tags/") else {
                 continue;
             };
@@ -429,7 +448,11 @@ impl GitRepo {
                 redact_url(&remote.push_url)
             )
         };
-        let mut anonymous = self.repo.remote_anonymous(&url).with_context(what)?;
+        let mut anonymous = self
+            .repo
+            .remote_anonymous(&url)
+            .map_err(|e| scrubbed(e, &url, auth))
+            .with_context(what)?;
         let state = AuthState::default();
         let already_there = Cell::new(false);
         let unexpected_ref: RefCell<Option<String>> = RefCell::new(None);
@@ -487,7 +510,7 @@ impl GitRepo {
         if let Err(e) = result {
             // A server that refuses the whole push (e.g. a pre-receive hook on
             // some transports) still said why on the side band.
-            let err = transport_error(e, auth, &state, Direction::Push);
+            let err = transport_error(e, &url, auth, &state, Direction::Push);
             return Err(if remote_output.is_empty() {
                 err
             } else {
@@ -653,6 +676,7 @@ fn callbacks<'a>(auth: &'a GitAuth, state: &'a AuthState) -> RemoteCallbacks<'a>
 /// A libgit2 transport error, with a hint when the cause is likely the token.
 fn transport_error(
     err: git2::Error,
+    url: &str,
     auth: &GitAuth,
     state: &AuthState,
     direction: Direction,
@@ -694,14 +718,44 @@ fn transport_error(
             push_rights.to_owned(),
         )
     } else {
-        return anyhow::Error::new(err);
+        return scrubbed(err, url, auth);
     };
     // The hinted error is the root of the chain (that is where the error
     // report looks for hints), so libgit2's words go into its message.
     anyhow::Error::new(HintedError::new(
-        format!("{message}: {}", err.message()),
+        format!("{message}: {}", scrub(err.message(), url, auth)),
         hint,
     ))
+}
+
+/// `text` with the token and any password from the URL replaced by `***`:
+/// libgit2's messages may quote the URL it was given.
+fn scrub(text: &str, url: &str, auth: &GitAuth) -> String {
+    let mut secrets: Vec<String> = Vec::new();
+    if let Some(token) = &auth.token {
+        secrets.push(token.expose().to_owned());
+    }
+    if let Some(userinfo) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo)
+    {
+        secrets.push(userinfo.to_owned());
+        if let Some((_, password)) = userinfo.split_once(':') {
+            secrets.push(password.to_owned());
+        }
+    }
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    text
+}
+
+/// A libgit2 error as an anyhow error, scrubbed of credentials.
+fn scrubbed(err: git2::Error, url: &str, auth: &GitAuth) -> anyhow::Error {
+    anyhow::anyhow!(scrub(&err.to_string(), url, auth))
 }
 
 #[cfg(test)]
@@ -743,6 +797,32 @@ mod tests {
             clean_remote_output(raw),
             "remote: Counting 100%\nremote: tags are frozen[0m"
         );
+    }
+
+    #[test]
+    fn errors_are_scrubbed_of_credentials() {
+        let auth = GitAuth {
+            username: "oauth2".into(),
+            token: Some(Secret::new("glpat-abc")),
+            source: None,
+            is_job_token: false,
+        };
+        let url = "https://gitlab-ci-token:jobsecret@host/g/p.git";
+        let text = scrub(
+            "failed for https://gitlab-ci-token:jobsecret@host/g/p.git with glpat-abc",
+            url,
+            &auth,
+        );
+        assert!(
+            !text.contains("jobsecret") && !text.contains("glpat-abc"),
+            "{text}"
+        );
+        let remote = RemoteTarget {
+            name: "origin".into(),
+            fetch_url: url.into(),
+            push_url: url.into(),
+        };
+        assert!(!format!("{remote:?}").contains("jobsecret"));
     }
 
     #[test]
