@@ -181,51 +181,16 @@ pub fn run(args: &TagLibraryArgs, settings: &Settings) -> Result<ExitStatus> {
             return finish(&printer, result, &remote);
         }
 
-        let outcome = repo.push_tag(&remote, &auth, &tag);
-        if matches!(outcome, Ok(PushOutcome::Pushed)) {
-            result.pushed = true;
-            return finish(&printer, result, &remote);
-        }
-        // Whatever went wrong, the tag must not stay behind locally: a
-        // re-run would take it for the release and never push it.
-        repo.delete_own_tag(&tag, created)?;
-        let rejection = match outcome {
-            Ok(PushOutcome::Pushed) => unreachable!("handled above"),
-            Ok(PushOutcome::AlreadyOnRemote) => None,
-            Ok(PushOutcome::Rejected {
-                status,
-                remote_output,
-            }) => Some((status, remote_output)),
-            Err(err) => {
-                // A transport error can hide a lost race (a server that
-                // aborts the whole push when a ref already exists): only
-                // the remote's tags tell.
-                if !remote_has_tag(&repo, &remote, &auth, &tag).unwrap_or(false) {
-                    return Err(err);
-                }
-                None
+        match repo.push_tag(&remote, &auth, &tag) {
+            Ok(PushOutcome::Pushed) => {
+                result.pushed = true;
+                return finish(&printer, result, &remote);
             }
-        };
-        if let Some((status, remote_output)) = rejection {
-            if !remote_has_tag(&repo, &remote, &auth, &tag)? {
-                let mut message = format!("the git server rejected tag {tag}: {status}");
-                if !remote_output.is_empty() {
-                    message.push('\n');
-                    message.push_str(&remote_output);
-                }
-                return Err(anyhow::Error::new(HintedError::new(
-                    message,
-                    "a server-side hook or a protected-tag rule refused the tag; \
-                     the remote's message above says why (for protected tags, the \
-                     token's role must be allowed to create them)",
-                )))
-                .with_context(|| {
-                    format!(
-                        "pushing tag {tag} to remote {} ({})",
-                        remote.name,
-                        remote.display_url()
-                    )
-                });
+            outcome => {
+                // Whatever went wrong, the tag must not stay behind locally:
+                // a re-run would take it for the release and never push it.
+                repo.delete_own_tag(&tag, created)?;
+                lost_race_or_error(&repo, &remote, &auth, &tag, outcome)?;
             }
         }
 
@@ -243,6 +208,54 @@ pub fn run(args: &TagLibraryArgs, settings: &Settings) -> Result<ExitStatus> {
         printer.info(format!(
             "{tag} was pushed by someone else first; reading the remote's tags again"
         ));
+    }
+}
+
+/// After a push that did not go through: `Ok` if the remote now has `tag`
+/// (someone else pushed it first: a lost race, to be retried), else the
+/// push's error, with the server's message for a rejection.
+fn lost_race_or_error(
+    repo: &GitRepo,
+    remote: &RemoteTarget,
+    auth: &GitAuth,
+    tag: &str,
+    outcome: Result<PushOutcome>,
+) -> Result<()> {
+    if matches!(outcome, Ok(PushOutcome::AlreadyOnRemote)) {
+        return Ok(());
+    }
+    // A transport error can hide a lost race too (a server that aborts the
+    // whole push when a ref exists): only the remote's tags tell. If they
+    // cannot be read, the push's own error is the one to report.
+    if remote_has_tag(repo, remote, auth, tag).unwrap_or(false) {
+        return Ok(());
+    }
+    match outcome {
+        Ok(PushOutcome::Rejected {
+            status,
+            remote_output,
+        }) => {
+            let mut message = format!("the git server rejected tag {tag}: {status}");
+            if !remote_output.is_empty() {
+                message.push('\n');
+                message.push_str(&remote_output);
+            }
+            Err(anyhow::Error::new(HintedError::new(
+                message,
+                "a server-side hook or a protected-tag rule refused the tag; \
+                 the remote's message above says why (for protected tags, the \
+                 token's role must be allowed to create them)",
+            )))
+            .with_context(|| {
+                format!(
+                    "pushing tag {tag} to remote {} ({})",
+                    remote.name,
+                    remote.display_url()
+                )
+            })
+        }
+        Ok(PushOutcome::Pushed | PushOutcome::AlreadyOnRemote) => Ok(()),
+        Err(err) => Err(err),
     }
 }
 
