@@ -182,6 +182,21 @@ impl GitRepo {
     /// Open the repository containing `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         let repo = Repository::discover(dir).map_err(|e| {
+            if e.code() == ErrorCode::Owner {
+                // Like git's safe.directory check: a checkout owned by
+                // another user (common when a CI image runs as non-root).
+                return UsageError::new(format!(
+                    "refusing to use the repository at {}: {}",
+                    dir.display(),
+                    e.message()
+                ))
+                .with_hint(format!(
+                    "if the checkout is trusted: git config --global --add safe.directory {}",
+                    std::fs::canonicalize(dir)
+                        .unwrap_or_else(|_| dir.to_path_buf())
+                        .display()
+                ));
+            }
             UsageError::new(format!(
                 "{} is not inside a git repository: {}",
                 dir.display(),
