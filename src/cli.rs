@@ -35,6 +35,7 @@ pub enum Command {
     #[command(subcommand)]
     Release(commands::release::ReleaseCommand),
     Serve(commands::serve::ServeArgs),
+    TagLibrary(commands::tag_library::TagLibraryArgs),
 }
 
 /// Flags every command accepts (SPEC §2).

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod git;
 pub mod gitlab;
 pub mod output;
 pub mod races;

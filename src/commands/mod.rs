@@ -5,6 +5,7 @@
 pub mod release;
 pub mod scan_races;
 pub mod serve;
+pub mod tag_library;
 
 use anyhow::Result;
 
@@ -17,5 +18,6 @@ pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
         Command::ScanRaces(args) => scan_races::run(&args, settings),
         Command::Release(args) => release::run(&args, settings),
         Command::Serve(args) => serve::run(&args, settings),
+        Command::TagLibrary(args) => tag_library::run(&args, settings),
     }
 }

@@ -1,0 +1,853 @@
+//! The git service: a local repository and one of its remotes, through
+//! libgit2 (`git2`), never by running the `git` program.
+//!
+//! It reads what `tag-library` needs (HEAD, local tags, the remote's tags as
+//! `git ls-remote` lists them, commit messages since a tag), creates
+//! annotated tags, and pushes one tag ref at a time. It knows nothing about
+//! versions (see [`version`]) and never prints: it returns facts and errors
+//! that name the remote (with any credentials in its URL removed).
+//!
+//! What it must never do: force a push, move a tag that exists on the remote,
+//! or let a token reach an error message, a log line or `Debug` output.
+
+pub mod version;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use git2::{
+    Cred, CredentialType, Direction, ErrorClass, ErrorCode, ObjectType, Oid, ProxyOptions,
+    PushOptions, RemoteCallbacks, Repository, Signature,
+};
+
+use crate::error::{HintedError, UsageError};
+use crate::settings::Secret;
+
+/// A tag as a remote or the local repository has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRef {
+    /// Without `refs/tags/`, e.g. `v1.2.3` or `tools/v0.4.0`.
+    pub name: String,
+    /// What the ref points at: a tag object (annotated) or a commit.
+    pub target: Oid,
+    /// The commit it finally names (`^{}`), when known.
+    pub commit: Option<Oid>,
+}
+
+/// The commit a tag would be put on.
+#[derive(Debug, Clone)]
+pub struct HeadCommit {
+    pub oid: Oid,
+    /// The full message, byte for byte as stored (lines starting with `#`
+    /// included), lossily decoded if it is not UTF-8.
+    pub message: String,
+}
+
+/// Who a tag is made by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+impl Identity {
+    /// The identity of last resort, for a bare CI container with no git config.
+    pub fn bot() -> Self {
+        Self {
+            name: "rp-devops".to_owned(),
+            email: "rp-devops@localhost".to_owned(),
+        }
+    }
+
+    /// Each of name and email from the first source that has it, in order
+    /// (as git itself resolves them independently), else the bot's.
+    pub fn first_of(sources: &[(Option<&str>, Option<&str>)]) -> Self {
+        let pick = |second: bool| {
+            sources
+                .iter()
+                .filter_map(|s| if second { s.1 } else { s.0 })
+                .map(str::trim)
+                .find(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let bot = Self::bot();
+        Self {
+            name: pick(false).unwrap_or(bot.name),
+            email: pick(true).unwrap_or(bot.email),
+        }
+    }
+}
+
+/// Credentials for http(s) remotes: a token sent as the password.
+pub struct GitAuth {
+    pub username: String,
+    pub token: Option<Secret>,
+    /// Where the token came from (`RP_GIT_TOKEN`, `RP_GITLAB_TOKEN`, …), for hints.
+    pub source: Option<String>,
+    /// The token is a `CI_JOB_TOKEN`, which can read but normally not push.
+    pub is_job_token: bool,
+}
+
+impl fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitAuth")
+            .field("username", &self.username)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// A configured remote: where to read tags from and where to push them.
+#[derive(Clone)]
+pub struct RemoteTarget {
+    pub name: String,
+    fetch_url: String,
+    push_url: String,
+}
+
+impl fmt::Debug for RemoteTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // CI runners write the job token into the remote URL.
+        f.debug_struct("RemoteTarget")
+            .field("name", &self.name)
+            .field("fetch_url", &redact_url(&self.fetch_url))
+            .field("push_url", &redact_url(&self.push_url))
+            .finish()
+    }
+}
+
+impl RemoteTarget {
+    /// The fetch URL without credentials, for messages.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.fetch_url)
+    }
+}
+
+/// What happened to a push the server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    Pushed,
+    /// The tag existed on the remote when the push started; nothing was sent.
+    AlreadyOnRemote,
+    /// The server refused the ref update: its status (e.g. `pre-receive hook
+    /// declined`) and whatever it printed on the side band (`remote: …`).
+    Rejected {
+        status: String,
+        remote_output: String,
+    },
+}
+
+/// Commit messages read by walking back from HEAD.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Newest first.
+    pub messages: Vec<String>,
+    /// The walk reached the commit it was asked to stop at.
+    pub reached_stop: bool,
+    /// The walk ended at a shallow clone's boundary (or a missing object)
+    /// before reaching that commit.
+    pub cut_short: bool,
+}
+
+/// `https://user:secret@host/x.git` → `https://host/x.git`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+fn is_http(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+/// A local repository opened for tagging.
+pub struct GitRepo {
+    repo: Repository,
+    /// The working tree's root (or the git dir for a bare repository).
+    root: PathBuf,
+}
+
+impl GitRepo {
+    /// Open the repository containing `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let repo = Repository::discover(dir).map_err(|e| {
+            if e.code() == ErrorCode::Owner {
+                // Like git's safe.directory check: a checkout owned by
+                // another user (common when a CI image runs as non-root).
+                return UsageError::new(format!(
+                    "refusing to use the repository at {}: {}",
+                    dir.display(),
+                    e.message()
+                ))
+                .with_hint(format!(
+                    "if the checkout is trusted: git config --global --add safe.directory {}",
+                    std::fs::canonicalize(dir)
+                        .unwrap_or_else(|_| dir.to_path_buf())
+                        .display()
+                ));
+            }
+            UsageError::new(format!(
+                "{} is not inside a git repository: {}",
+                dir.display(),
+                e.message()
+            ))
+            .with_hint("run in the library's clone or pass --repo DIR")
+        })?;
+        let root = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
+        Ok(Self { repo, root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn is_shallow(&self) -> bool {
+        self.repo.is_shallow()
+    }
+
+    pub fn head(&self) -> Result<HeadCommit> {
+        let commit = self
+            .repo
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .with_context(|| format!("reading HEAD of {}", self.root.display()))?;
+        let message = String::from_utf8_lossy(commit.message_raw_bytes()).into_owned();
+        Ok(HeadCommit {
+            oid: commit.id(),
+            message,
+        })
+    }
+
+    /// `user.name` and `user.email` from git config (repository, global,
+    /// system), where set.
+    pub fn config_identity(&self) -> (Option<String>, Option<String>) {
+        let Ok(config) = self.repo.config() else {
+            return (None, None);
+        };
+        (
+            config.get_string("user.name").ok(),
+            config.get_string("user.email").ok(),
+        )
+    }
+
+    /// The named remote's URLs (push URL falls back to the fetch URL).
+    pub fn remote(&self, name: &str) -> Result<RemoteTarget> {
+        let remote = self.repo.find_remote(name).map_err(|e| {
+            UsageError::new(format!(
+                "no remote {name:?} in {}: {}",
+                self.root.display(),
+                e.message()
+            ))
+            .with_hint("pass the remote's name with --remote (see `git remote -v`)")
+        })?;
+        let fetch_url = remote
+            .url()
+            .with_context(|| format!("the URL of remote {name:?} is not UTF-8"))?
+            .to_owned();
+        let push_url = remote
+            .pushurl()
+            .with_context(|| format!("the push URL of remote {name:?} is not UTF-8"))?
+            .unwrap_or(&fetch_url)
+            .to_owned();
+        Ok(RemoteTarget {
+            name: name.to_owned(),
+            fetch_url,
+            push_url,
+        })
+    }
+
+    /// Every tag in the local repository, with the commit it peels to.
+    pub fn local_tags(&self) -> Result<Vec<TagRef>> {
+        let refs = self
+            .repo
+            .references_glob("refs/tags/*")
+            .with_context(|| format!("listing local tags in {}", self.root.display()))?;
+        let mut tags = Vec::new();
+        for reference in refs {
+            let reference = reference
+                .with_context(|| format!("listing local tags in {}", self.root.display()))?;
+            let (Ok(name), Some(target)) = (reference.name(), reference.target()) else {
+                continue;
+            };
+            let Some(name) = name.strip_prefix("refs/tags/") else {
+                continue;
+            };
+            tags.push(TagRef {
+                name: name.to_owned(),
+                target,
+                commit: reference.peel_to_commit().ok().map(|c| c.id()),
+            });
+        }
+        Ok(tags)
+    }
+
+    /// The remote's tags, as `git ls-remote --tags` lists them: one
+    /// connection, no objects fetched. Annotated tags get their commit from
+    /// the `^{}` entries the server advertises.
+    pub fn remote_tags(&self, remote: &RemoteTarget, auth: &GitAuth) -> Result<Vec<TagRef>> {
+        let url = effective_url(&remote.fetch_url, auth);
+        let what = || {
+            format!(
+                "listing the tags of remote {} ({})",
+                remote.name,
+                remote.display_url()
+            )
+        };
+        if let Some(path) = local_repository_path(&url) {
+            return tags_of_local_repository(&path).with_context(what);
+        }
+        let mut anonymous = self
+            .repo
+            .remote_anonymous(&url)
+            .map_err(|e| scrubbed(e, &url, auth))
+            .with_context(what)?;
+        let state = AuthState::default();
+        let connection = anonymous
+            .connect_auth(
+                Direction::Fetch,
+                Some(callbacks(auth, &state)),
+                Some(proxy()),
+            )
+            .map_err(|e| transport_error(e, &url, auth, &state, Direction::Fetch))
+            .with_context(what)?;
+        let mut direct: BTreeMap<String, Oid> = BTreeMap::new();
+        let mut peeled: BTreeMap<String, Oid> = BTreeMap::new();
+        let heads = connection
+            .list()
+            .map_err(|e| scrubbed(e, &url, auth))
+            .with_context(what)?;
+        for head in heads {
+            let Some(tag) = head.name().strip_prefix("refs/tags/") else {
+                continue;
+            };
+            match tag.strip_suffix("^{}") {
+                Some(base) => peeled.insert(base.to_owned(), head.oid()),
+                None => direct.insert(tag.to_owned(), head.oid()),
+            };
+        }
+        Ok(direct
+            .into_iter()
+            .map(|(name, target)| {
+                // No `^{}` line: the ref points straight at a commit
+                // (lightweight tag), as servers only peel tag objects.
+                let commit = peeled.get(&name).copied().unwrap_or(target);
+                TagRef {
+                    name,
+                    target,
+                    commit: Some(commit),
+                }
+            })
+            .collect())
+    }
+
+    /// Commit messages from HEAD back to (not including) `stop`. In a
+    /// shallow clone the walk ends at the graft, which is reported rather
+    /// than treated as an error.
+    pub fn history_since(&self, head: Oid, stop: Option<Oid>, limit: usize) -> Result<History> {
+        let mut walk = self
+            .repo
+            .revwalk()
+            .with_context(|| format!("walking history in {}", self.root.display()))?;
+        walk.push(head)
+            .with_context(|| format!("walking history from {head}"))?;
+        let mut history = History::default();
+        let stop_known = stop.filter(|s| self.repo.find_commit(*s).is_ok());
+        if let Some(stop) = stop_known {
+            walk.hide(stop)
+                .with_context(|| format!("walking history down to {stop}"))?;
+        }
+        for oid in walk {
+            let Ok(oid) = oid else {
+                // A parent that is not in the object database: the shallow
+                // boundary of a clone whose graft file libgit2 did not apply.
+                history.cut_short = true;
+                break;
+            };
+            let Ok(commit) = self.repo.find_commit(oid) else {
+                history.cut_short = true;
+                break;
+            };
+            history
+                .messages
+                .push(String::from_utf8_lossy(commit.message_raw_bytes()).into_owned());
+            if history.messages.len() >= limit {
+                history.cut_short = true;
+                break;
+            }
+        }
+        history.reached_stop = stop_known.is_some();
+        if stop.is_some() && stop_known.is_none() {
+            history.cut_short = true;
+        }
+        Ok(history)
+    }
+
+    /// A file in the working tree, if it exists.
+    pub fn read_worktree_file(&self, relative: &Path) -> Result<Option<String>> {
+        let path = self.root.join(relative);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Create the annotated tag `name` on `commit` with `message` exactly as
+    /// given (libgit2 does no comment stripping). Fails if a tag of that name
+    /// exists: a tag is never moved.
+    pub fn create_tag(
+        &self,
+        name: &str,
+        commit: Oid,
+        tagger: &Identity,
+        message: &str,
+    ) -> Result<Oid> {
+        let what = || format!("creating tag {name} on {commit}");
+        let target = self
+            .repo
+            .find_object(commit, Some(ObjectType::Commit))
+            .with_context(what)?;
+        let signature = Signature::now(&tagger.name, &tagger.email)
+            .with_context(|| format!("tagger identity {} <{}>", tagger.name, tagger.email))
+            .with_context(what)?;
+        self.repo
+            .tag(name, &target, &signature, message, false)
+            .with_context(what)
+    }
+
+    /// Remove a local tag this run made, but only if it still is the object
+    /// we created (never someone else's tag of the same name).
+    pub fn delete_own_tag(&self, name: &str, created: Oid) -> Result<()> {
+        let refname = format!("refs/tags/{name}");
+        let mut reference = match self.repo.find_reference(&refname) {
+            Ok(r) => r,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("removing local tag {name}")),
+        };
+        if reference.target() == Some(created) {
+            reference
+                .delete()
+                .with_context(|| format!("removing local tag {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Push `refs/tags/NAME` alone, not forced. The push-negotiation callback
+    /// cancels it if the remote already has a tag of that name, so an
+    /// existing tag is never overwritten whatever the server allows; the
+    /// server's per-ref status is checked, since libgit2 returns Ok for a
+    /// push the server refused.
+    pub fn push_tag(
+        &self,
+        remote: &RemoteTarget,
+        auth: &GitAuth,
+        name: &str,
+    ) -> Result<PushOutcome> {
+        let refname = format!("refs/tags/{name}");
+        let url = effective_url(&remote.push_url, auth);
+        let what = || {
+            format!(
+                "pushing tag {name} to remote {} ({})",
+                remote.name,
+                redact_url(&remote.push_url)
+            )
+        };
+        let mut anonymous = self
+            .repo
+            .remote_anonymous(&url)
+            .map_err(|e| scrubbed(e, &url, auth))
+            .with_context(what)?;
+        let state = AuthState::default();
+        let already_there = Cell::new(false);
+        let unexpected_ref: RefCell<Option<String>> = RefCell::new(None);
+        let status: RefCell<Option<String>> = RefCell::new(None);
+        let remote_output: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+
+        let result = {
+            let mut cbs = callbacks(auth, &state);
+            cbs.push_negotiation(|updates| {
+                for update in updates {
+                    let dst = update.dst_refname().unwrap_or("");
+                    if dst != refname {
+                        *unexpected_ref.borrow_mut() = Some(dst.to_owned());
+                        return Err(git2::Error::from_str("refusing to push another ref"));
+                    }
+                    if !update.src().is_zero() {
+                        already_there.set(true);
+                        return Err(git2::Error::from_str(
+                            "the tag already exists on the remote",
+                        ));
+                    }
+                }
+                Ok(())
+            });
+            cbs.push_update_reference(|_, message| {
+                if let Some(message) = message {
+                    *status.borrow_mut() = Some(message.to_owned());
+                }
+                Ok(())
+            });
+            cbs.sideband_progress(|data| {
+                let mut out = remote_output.borrow_mut();
+                // Hooks can be chatty; keep what a person can read.
+                if out.len() < 16 * 1024 {
+                    out.extend_from_slice(data);
+                }
+                true
+            });
+            let mut options = PushOptions::new();
+            options.remote_callbacks(cbs);
+            options.proxy_options(proxy());
+            anonymous.push(&[format!("{refname}:{refname}")], Some(&mut options))
+        };
+
+        if already_there.get() {
+            return Ok(PushOutcome::AlreadyOnRemote);
+        }
+        if let Some(other) = unexpected_ref.into_inner() {
+            anyhow::bail!(
+                "{}: libgit2 planned to update {other}; nothing was pushed",
+                what()
+            );
+        }
+        let remote_output = clean_remote_output(&remote_output.into_inner());
+        if let Err(e) = result {
+            // A server that refuses the whole push (e.g. a pre-receive hook on
+            // some transports) still said why on the side band.
+            let err = transport_error(e, &url, auth, &state, Direction::Push);
+            return Err(if remote_output.is_empty() {
+                err
+            } else {
+                err.context(format!("the server said:\n{remote_output}"))
+            })
+            .with_context(what);
+        }
+        match status.into_inner() {
+            Some(status) => Ok(PushOutcome::Rejected {
+                status,
+                remote_output,
+            }),
+            None => Ok(PushOutcome::Pushed),
+        }
+    }
+}
+
+/// A remote that is a repository on this machine (`file://…` or an absolute
+/// path), which can be read directly.
+fn local_repository_path(url: &str) -> Option<PathBuf> {
+    let path = match url.strip_prefix("file://") {
+        Some(rest) => Path::new(rest),
+        None if !url.contains("://") && Path::new(url).is_absolute() => Path::new(url),
+        None => return None,
+    };
+    path.is_dir().then(|| path.to_path_buf())
+}
+
+/// The tags of a repository on this machine, read directly: the same list
+/// `git ls-remote --tags` gives, with the commit of annotated tags taken
+/// from packed-refs' peeled entries. libgit2's own file:// transport looks
+/// every ref up again one by one (a stat and a packed-refs check each),
+/// which made a 10,000-tag remote several times slower than `git ls-remote`.
+fn tags_of_local_repository(path: &Path) -> Result<Vec<TagRef>> {
+    let repo = Repository::open(path)
+        .with_context(|| format!("opening the repository at {}", path.display()))?;
+    let odb = repo
+        .odb()
+        .with_context(|| format!("opening the objects of {}", path.display()))?;
+    let mut tags = Vec::new();
+    for reference in repo
+        .references_glob("refs/tags/*")
+        .with_context(|| format!("listing the tags of {}", path.display()))?
+    {
+        let reference =
+            reference.with_context(|| format!("listing the tags of {}", path.display()))?;
+        let (Ok(name), Some(target)) = (reference.name(), reference.target()) else {
+            continue;
+        };
+        let Some(name) = name.strip_prefix("refs/tags/") else {
+            continue;
+        };
+        let commit = match reference.target_peel() {
+            Some(peeled) => Some(peeled),
+            // Loose refs carry no peeled value: look at the object's type
+            // (a header read, no inflating of whole objects).
+            None => match odb.read_header(target) {
+                Ok((_, ObjectType::Tag)) => reference.peel_to_commit().ok().map(|c| c.id()),
+                Ok((_, ObjectType::Commit)) => Some(target),
+                _ => None,
+            },
+        };
+        tags.push(TagRef {
+            name: name.to_owned(),
+            target,
+            commit,
+        });
+    }
+    Ok(tags)
+}
+
+/// Side-band text as lines a person can read: `\r` progress overwrites
+/// dropped, control characters removed, each line prefixed with `remote: `.
+fn clean_remote_output(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    text.split('\n')
+        .filter_map(|line| line.rsplit('\r').find(|part| !part.trim().is_empty()))
+        .map(|line| {
+            line.chars()
+                .filter(|c| !c.is_control() || *c == '\t')
+                .collect::<String>()
+        })
+        .map(|line| line.trim_end().to_owned())
+        .filter(|line| !line.is_empty())
+        .map(|line| format!("remote: {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The URL libgit2 connects to. With a token of our own, credentials written
+/// into the remote's URL (as older GitLab runners do with the job token) are
+/// dropped, or libgit2 would present them first and never ask for ours.
+fn effective_url(url: &str, auth: &GitAuth) -> String {
+    if auth.token.is_some() && is_http(url) {
+        redact_url(url)
+    } else {
+        url.to_owned()
+    }
+}
+
+/// A proxy as git would pick it: `http.proxy` from git config, else the
+/// `https_proxy`/`http_proxy` variables (CI runners behind a corporate
+/// proxy set these; libgit2 ignores them unless asked).
+fn proxy<'a>() -> ProxyOptions<'a> {
+    let mut options = ProxyOptions::new();
+    options.auto();
+    options
+}
+
+/// What the credentials callback saw, for explaining a failure.
+#[derive(Default)]
+struct AuthState {
+    offered_token: Cell<bool>,
+    rejected: Cell<bool>,
+    missing_token: Cell<bool>,
+    calls: Cell<u32>,
+}
+
+/// libgit2 calls the credentials callback again each time the server turns
+/// the last credential down, so a bad token would loop forever: the token is
+/// offered once, and the next call ends the connection.
+fn callbacks<'a>(auth: &'a GitAuth, state: &'a AuthState) -> RemoteCallbacks<'a> {
+    let mut cbs = RemoteCallbacks::new();
+    cbs.credentials(move |_url, username_from_url, allowed| {
+        state.calls.set(state.calls.get() + 1);
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if state.offered_token.get() {
+                state.rejected.set(true);
+                return Err(git2::Error::from_str(
+                    "the server rejected the credentials; not retrying",
+                ));
+            }
+            let Some(token) = &auth.token else {
+                state.missing_token.set(true);
+                return Err(git2::Error::from_str("the server asks for credentials"));
+            };
+            state.offered_token.set(true);
+            return Cred::userpass_plaintext(&auth.username, token.expose());
+        }
+        // ssh remotes: the agent, a handful of times at most (libgit2 asks
+        // once for the user name, then for a key).
+        if state.calls.get() > 3 {
+            state.rejected.set(true);
+            return Err(git2::Error::from_str(
+                "the server rejected the credentials; not retrying",
+            ));
+        }
+        let user = username_from_url.unwrap_or("git");
+        if allowed.contains(CredentialType::USERNAME) {
+            return Cred::username(user);
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            return Cred::ssh_key_from_agent(user);
+        }
+        if allowed.contains(CredentialType::DEFAULT) {
+            return Cred::default();
+        }
+        Err(git2::Error::from_str("no supported credential type"))
+    });
+    cbs
+}
+
+/// A libgit2 transport error, with a hint when the cause is likely the token.
+fn transport_error(
+    err: git2::Error,
+    url: &str,
+    auth: &GitAuth,
+    state: &AuthState,
+    direction: Direction,
+) -> anyhow::Error {
+    let source = auth.source.as_deref().unwrap_or("no token");
+    let forbidden = err.class() == ErrorClass::Http && err.message().contains("403");
+    let push_rights = "the token needs the write_repository scope and a role allowed to push \
+         (for protected tags, a role allowed to create them: Settings > Repository > Protected tags); \
+         CI_JOB_TOKEN cannot push: put a project access token with write_repository in RP_GIT_TOKEN";
+    let job = if auth.is_job_token {
+        " CI_JOB_TOKEN cannot push tags: set RP_GIT_TOKEN to a project access token with write_repository."
+    } else {
+        ""
+    };
+    let (message, hint) = if state.missing_token.get() {
+        (
+            "the remote asks for credentials and no token is set".to_owned(),
+            "set RP_GIT_TOKEN (or RP_GITLAB_TOKEN) to a token with write_repository; \
+             it is sent as the password of user oauth2"
+                .to_owned(),
+        )
+    } else if state.rejected.get() {
+        (
+            format!("authentication failed with the token from {source}"),
+            format!(
+                "the token was refused (user {}): it is invalid, expired or revoked, \
+                 or lacks read_repository/write_repository.{job}",
+                auth.username
+            ),
+        )
+    } else if forbidden {
+        (
+            "the server refused access (HTTP 403)".to_owned(),
+            format!("the token from {source} may not do this: {push_rights}"),
+        )
+    } else if direction == Direction::Push && auth.is_job_token {
+        (
+            "push failed while using CI_JOB_TOKEN".to_owned(),
+            push_rights.to_owned(),
+        )
+    } else {
+        return scrubbed(err, url, auth);
+    };
+    // The hinted error is the root of the chain (that is where the error
+    // report looks for hints), so libgit2's words go into its message.
+    anyhow::Error::new(HintedError::new(
+        format!("{message}: {}", scrub(err.message(), url, auth)),
+        hint,
+    ))
+}
+
+/// `text` with the token and any password from the URL replaced by `***`:
+/// libgit2's messages may quote the URL it was given.
+fn scrub(text: &str, url: &str, auth: &GitAuth) -> String {
+    let mut secrets: Vec<String> = Vec::new();
+    if let Some(token) = &auth.token {
+        secrets.push(token.expose().to_owned());
+    }
+    if let Some(userinfo) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo)
+    {
+        secrets.push(userinfo.to_owned());
+        if let Some((_, password)) = userinfo.split_once(':') {
+            secrets.push(password.to_owned());
+        }
+    }
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret.as_str(), "***");
+    }
+    text
+}
+
+/// A libgit2 error as an anyhow error, scrubbed of credentials.
+fn scrubbed(err: git2::Error, url: &str, auth: &GitAuth) -> anyhow::Error {
+    anyhow::anyhow!(scrub(&err.to_string(), url, auth))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        assert_eq!(
+            redact_url("https://gitlab-ci-token:secret@gitlab.example.com/g/p.git"),
+            "https://gitlab.example.com/g/p.git"
+        );
+        assert_eq!(
+            redact_url("https://gitlab.example.com/a@b/p.git"),
+            "https://gitlab.example.com/a@b/p.git"
+        );
+        assert_eq!(redact_url("git@host:g/p.git"), "git@host:g/p.git");
+        assert_eq!(redact_url("/srv/git/p.git"), "/srv/git/p.git");
+    }
+
+    #[test]
+    fn identity_falls_back_field_by_field() {
+        assert_eq!(Identity::first_of(&[]), Identity::bot());
+        let id = Identity::first_of(&[
+            (None, None),
+            (Some("Config Name"), None),
+            (Some("GitLab Name"), Some("gl@example.com")),
+        ]);
+        assert_eq!(id.name, "Config Name");
+        assert_eq!(id.email, "gl@example.com");
+        let id = Identity::first_of(&[(Some("  "), Some(""))]);
+        assert_eq!(id, Identity::bot());
+    }
+
+    #[test]
+    fn remote_output_is_readable() {
+        let raw = b"Counting 10%\rCounting 100%\ntags are frozen\x1b[0m\n\n";
+        assert_eq!(
+            clean_remote_output(raw),
+            "remote: Counting 100%\nremote: tags are frozen[0m"
+        );
+    }
+
+    #[test]
+    fn errors_are_scrubbed_of_credentials() {
+        let auth = GitAuth {
+            username: "oauth2".into(),
+            token: Some(Secret::new("glpat-abc")),
+            source: None,
+            is_job_token: false,
+        };
+        let url = "https://gitlab-ci-token:jobsecret@host/g/p.git";
+        let text = scrub(
+            "failed for https://gitlab-ci-token:jobsecret@host/g/p.git with glpat-abc",
+            url,
+            &auth,
+        );
+        assert!(
+            !text.contains("jobsecret") && !text.contains("glpat-abc"),
+            "{text}"
+        );
+        let remote = RemoteTarget {
+            name: "origin".into(),
+            fetch_url: url.into(),
+            push_url: url.into(),
+        };
+        assert!(!format!("{remote:?}").contains("jobsecret"));
+    }
+
+    #[test]
+    fn auth_debug_hides_the_token() {
+        let auth = GitAuth {
+            username: "oauth2".into(),
+            token: Some(Secret::new("glpat-verysecret")),
+            source: Some("RP_GIT_TOKEN".into()),
+            is_job_token: false,
+        };
+        assert!(!format!("{auth:?}").contains("verysecret"));
+    }
+}
