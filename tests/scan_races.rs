@@ -812,3 +812,62 @@ fn help_text() {
     assert!(output.status.success());
     insta::assert_snapshot!(String::from_utf8_lossy(&output.stdout));
 }
+
+#[test]
+fn a_cut_off_report_counts_towards_its_full_race_in_the_same_run() {
+    let gitlab = FakeGitLab::start();
+    let dir = home();
+    // truncated.log is cache.log's first race cut off after `put`'s side.
+    let logs = logs_dir(dir.path(), &["cache.log", "truncated.log"]);
+    let output = scan(&gitlab, dir.path(), &[logs.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = json_of(&output);
+    assert_eq!(result["reports"], 3);
+    assert_eq!(result["truncated"], 1);
+    let races = result["races"].as_array().unwrap();
+    assert_eq!(races.len(), 2, "{result:#}");
+    assert_eq!(
+        races[0]["title"],
+        "Data race in main.(*cache).put() vs main.(*cache).get()"
+    );
+    assert_eq!(races[0]["count"], 2);
+    assert_eq!(gitlab.issues().len(), 2);
+}
+
+#[test]
+fn a_cut_off_report_and_its_full_race_share_one_issue_across_runs() {
+    let gitlab = FakeGitLab::start();
+    let dir = home();
+    let truncated = copy_fixture(dir.path(), "truncated.log");
+    let full = copy_fixture(dir.path(), "cache.log");
+
+    // Day 1: only the cut-off report; it gets an issue on its one side.
+    assert!(
+        scan(&gitlab, dir.path(), &[truncated.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(gitlab.issues()[0].title, "Data race in main.(*cache).put()");
+
+    // Day 2: the full race joins that issue (and upgrades its marker); the
+    // other race of cache.log is new.
+    let output = scan(&gitlab, dir.path(), &[full.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let result = json_of(&output);
+    assert_eq!(result["races"][0]["action"], "commented");
+    assert_eq!(result["races"][0]["issue"]["iid"], 1);
+    assert_eq!(result["races"][1]["action"], "created");
+    let issues = gitlab.issues();
+    assert_eq!(issues.len(), 2);
+    assert!(
+        issues[0]
+            .description
+            .contains(result["races"][0]["fingerprint"].as_str().unwrap())
+    );
+
+    // Day 3: cut off again: still that issue, found through the full marker.
+    let output = scan(&gitlab, dir.path(), &[truncated.to_str().unwrap()]);
+    assert_eq!(json_of(&output)["races"][0]["issue"]["iid"], 1);
+    assert_eq!(gitlab.issues().len(), 2);
+    assert_eq!(gitlab.issues()[0].notes.len(), 2);
+}

@@ -62,6 +62,8 @@ struct RaceSighting {
     /// order a person reading the logs would meet them.
     order: u64,
     title: String,
+    /// The fingerprint of each usable side alone (see [`RaceMarker`]).
+    sides: Vec<Fingerprint>,
     first: RaceReport,
     first_source: String,
     newest: RaceReport,
@@ -135,6 +137,7 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
     };
 
     if !scan.races.is_empty() {
+        merge_one_sided(&mut scan.races);
         let mut sightings: Vec<(Fingerprint, RaceSighting)> = scan.races.into_iter().collect();
         sightings.sort_by_key(|(_, s)| s.order);
         result.races = file_races(settings, &printer, &sightings, &labels, reopen)?;
@@ -293,6 +296,7 @@ impl Scan {
                         RaceSighting {
                             order: *order,
                             title: report.title(),
+                            sides: report.side_fingerprints(),
                             first: report.clone(),
                             first_source: source.clone(),
                             newest: report,
@@ -326,17 +330,140 @@ impl Read for CountingReader<'_> {
     }
 }
 
-/// The marker that identifies a race's issue.
-fn issue_marker(fingerprint: &Fingerprint) -> String {
-    format!("<!-- rp-devops:race fingerprint={fingerprint} -->")
+/// The marker that identifies a race's issue:
+/// `<!-- rp-devops:race fingerprint=HEX sides=HEX,HEX -->`. `sides` holds the
+/// fingerprint each access would have alone, so that a report cut off after
+/// one side finds the issue of the full race, and the other way round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RaceMarker {
+    fingerprint: String,
+    sides: Vec<String>,
 }
 
-fn marker_fingerprint(description: &str) -> Option<&str> {
-    let start = description.find("<!-- rp-devops:race fingerprint=")?
-        + "<!-- rp-devops:race fingerprint=".len();
-    let rest = &description[start..];
-    let end = rest.find(|c: char| !c.is_ascii_hexdigit())?;
-    Some(&rest[..end])
+const MARKER_START: &str = "<!-- rp-devops:race fingerprint=";
+
+impl RaceMarker {
+    fn new(fingerprint: &Fingerprint, sides: &[Fingerprint]) -> Self {
+        Self {
+            fingerprint: fingerprint.0.clone(),
+            sides: sides.iter().map(|s| s.0.clone()).collect(),
+        }
+    }
+
+    fn render(&self) -> String {
+        format!(
+            "{MARKER_START}{} sides={} -->",
+            self.fingerprint,
+            self.sides.join(",")
+        )
+    }
+
+    /// The marker in an issue description, if it has one.
+    fn find(description: &str) -> Option<(Self, std::ops::Range<usize>)> {
+        let start = description.find(MARKER_START)?;
+        let end = start + description[start..].find("-->")? + "-->".len();
+        let inner = &description[start + MARKER_START.len()..end - "-->".len()];
+        let mut words = inner.split_whitespace();
+        let fingerprint = words.next().filter(|f| is_hex(f))?.to_owned();
+        let sides = words
+            .find_map(|w| w.strip_prefix("sides="))
+            .map(|list| {
+                list.split(',')
+                    .filter(|s| is_hex(s))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((Self { fingerprint, sides }, start..end))
+    }
+
+    /// A report with one usable side: its fingerprint is that side's.
+    fn is_one_sided(&self) -> bool {
+        self.sides.len() == 1 && self.sides[0] == self.fingerprint
+    }
+}
+
+fn is_hex(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// How an existing issue's description must change to carry our marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MarkerUpdate {
+    /// It has our marker already.
+    None,
+    /// Made by hand or by the old tool: append the marker (adoption).
+    Append,
+    /// Filed from a one-sided report; now the full race is known.
+    Replace,
+}
+
+/// The existing issue of a race: by fingerprint; else, for a one-sided
+/// report, the one issue of a full race with that side (or, for a full race,
+/// the one issue filed from a one-sided report of either side); else an
+/// issue with the same title and no marker.
+fn find_issue<'a>(
+    existing: &'a [Issue],
+    ours: &RaceMarker,
+    title: &str,
+) -> Option<(&'a Issue, MarkerUpdate)> {
+    let marked: Vec<(&Issue, RaceMarker)> = existing
+        .iter()
+        .filter_map(|i| RaceMarker::find(i.description()).map(|(m, _)| (i, m)))
+        .collect();
+    if let Some((issue, _)) = marked
+        .iter()
+        .find(|(_, m)| m.fingerprint == ours.fingerprint)
+    {
+        return Some((issue, MarkerUpdate::None));
+    }
+    let related: Vec<&(&Issue, RaceMarker)> = if ours.is_one_sided() {
+        marked
+            .iter()
+            .filter(|(_, m)| !m.is_one_sided() && m.sides.contains(&ours.fingerprint))
+            .collect()
+    } else {
+        marked
+            .iter()
+            .filter(|(_, m)| m.is_one_sided() && ours.sides.contains(&m.fingerprint))
+            .collect()
+    };
+    if let [(issue, _)] = related.as_slice() {
+        let update = if ours.is_one_sided() {
+            MarkerUpdate::None
+        } else {
+            MarkerUpdate::Replace
+        };
+        return Some((issue, update));
+    }
+    existing
+        .iter()
+        .find(|i| RaceMarker::find(i.description()).is_none() && i.title == title)
+        .map(|i| (i, MarkerUpdate::Append))
+}
+
+/// Within one run, a one-sided report (cut off in the log) counts towards the
+/// full race with that side, when exactly one such race was seen.
+fn merge_one_sided(races: &mut BTreeMap<Fingerprint, RaceSighting>) {
+    let one_sided: Vec<Fingerprint> = races
+        .iter()
+        .filter(|(fp, s)| s.sides.len() == 1 && s.sides[0] == **fp)
+        .map(|(fp, _)| fp.clone())
+        .collect();
+    for side in one_sided {
+        let full: Vec<Fingerprint> = races
+            .iter()
+            .filter(|(fp, s)| **fp != side && s.sides.len() == 2 && s.sides.contains(&side))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        let [target] = full.as_slice() else { continue };
+        let (Some(part), Some(whole)) = (races.remove(&side), races.get_mut(target)) else {
+            continue;
+        };
+        whole.count += part.count;
+        whole.sources.extend(part.sources);
+        whole.order = whole.order.min(part.order);
+    }
 }
 
 /// Create, comment on or reopen the issue of each race.
@@ -383,17 +510,10 @@ fn file_races(
 
     let mut results = Vec::new();
     for (fingerprint, sighting) in sightings {
-        let marker = issue_marker(fingerprint);
-        let found = existing
-            .iter()
-            .find(|i| marker_fingerprint(i.description()) == Some(fingerprint.0.as_str()))
-            .or_else(|| {
-                // Adopt an issue made by hand or by the old tool: same title,
-                // same label, no marker of ours.
-                existing.iter().find(|i| {
-                    marker_fingerprint(i.description()).is_none() && i.title == sighting.title
-                })
-            });
+        let ours = RaceMarker::new(fingerprint, &sighting.sides);
+        let marker = ours.render();
+        let matched = find_issue(&existing, &ours, &sighting.title);
+        let found = matched.map(|(issue, _)| issue);
         let mut race = RaceResult {
             fingerprint: fingerprint.0.clone(),
             title: sighting.title.clone(),
@@ -432,18 +552,18 @@ fn file_races(
                 }
             }
             (Some(issue), Some(client)) => {
-                let adopt = marker_fingerprint(issue.description()).is_none();
+                let update = matched.map_or(MarkerUpdate::None, |(_, u)| u);
                 let reopening = reopen && issue.is_closed();
                 let note_marker =
                     format!("<!-- rp-devops:race-note fingerprint={fingerprint} run={run_id} -->");
                 let note = note_body(sighting, &note_marker, reopening);
                 let issue_path = format!("{}/issues/{}", GitLab::project_path(&project), issue.iid);
                 if settings.dry_run {
-                    if adopt {
+                    if update != MarkerUpdate::None {
                         printer.would(
                             "PUT",
                             &issue_path,
-                            "add the rp-devops race marker to the description",
+                            "put the rp-devops race marker in the description",
                         );
                     }
                     if reopening {
@@ -460,9 +580,9 @@ fn file_races(
                         "would-comment"
                     };
                 } else {
-                    if adopt {
-                        let description =
-                            format!("{}\n\n{marker}\n", issue.description().trim_end());
+                    if let Some(description) =
+                        marked_description(issue.description(), update, &marker)
+                    {
                         client
                             .update_issue_description(&project, issue.iid, &description)
                             .with_context(|| format!("adopting issue #{}", issue.iid))?;
@@ -483,6 +603,20 @@ fn file_races(
         results.push(race);
     }
     Ok(results)
+}
+
+/// The description with our marker put in, or `None` when it has it already.
+fn marked_description(description: &str, update: MarkerUpdate, marker: &str) -> Option<String> {
+    match update {
+        MarkerUpdate::None => None,
+        MarkerUpdate::Append => Some(format!("{}\n\n{marker}\n", description.trim_end())),
+        MarkerUpdate::Replace => {
+            let (_, range) = RaceMarker::find(description)?;
+            let mut updated = description.to_owned();
+            updated.replace_range(range, marker);
+            Some(updated)
+        }
+    }
 }
 
 /// The project part of a path in dry-run lines; `:id` when no project is
@@ -625,11 +759,34 @@ mod tests {
         assert_eq!(fence_for("a ```` b"), "`````");
     }
 
+    fn fp(hex: &str) -> Fingerprint {
+        Fingerprint(hex.to_owned())
+    }
+
     #[test]
     fn markers_round_trip() {
-        let fp = Fingerprint("0123abcd".to_owned());
-        let body = format!("text\n{}\n", issue_marker(&fp));
-        assert_eq!(marker_fingerprint(&body), Some("0123abcd"));
-        assert_eq!(marker_fingerprint("no marker"), None);
+        let marker = RaceMarker::new(&fp("0123abcd"), &[fp("aa"), fp("bb")]);
+        let body = format!("text\n{}\nmore", marker.render());
+        let (found, range) = RaceMarker::find(&body).unwrap();
+        assert_eq!(found, marker);
+        assert_eq!(&body[range], marker.render());
+        assert!(RaceMarker::find("no marker").is_none());
+        // Issues filed before sides were recorded still match by fingerprint.
+        let (old, _) = RaceMarker::find("<!-- rp-devops:race fingerprint=beef -->").unwrap();
+        assert_eq!(old.fingerprint, "beef");
+        assert!(old.sides.is_empty());
+    }
+
+    #[test]
+    fn replacing_a_one_sided_marker_keeps_the_rest() {
+        let old = RaceMarker::new(&fp("aa"), &[fp("aa")]).render();
+        let new = RaceMarker::new(&fp("cc"), &[fp("aa"), fp("bb")]).render();
+        let description = format!("report\n\n{old}\n");
+        let updated = marked_description(&description, MarkerUpdate::Replace, &new).unwrap();
+        assert_eq!(updated, format!("report\n\n{new}\n"));
+        assert_eq!(
+            marked_description(&description, MarkerUpdate::None, &new),
+            None
+        );
     }
 }

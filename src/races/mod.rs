@@ -91,27 +91,28 @@ impl RaceReport {
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
-        let mut identity = String::from(FINGERPRINT_VERSION);
         match self.top_frames() {
             (Some(a), Some(b)) => {
                 // Unordered: the same race is often printed with its two
                 // accesses the other way round.
                 let (first, second) = if a <= b { (a, b) } else { (b, a) };
-                identity.push_str("\npair\n");
-                identity.push_str(&first);
-                identity.push('\n');
-                identity.push_str(&second);
+                digest(&format!("{FINGERPRINT_VERSION}\npair\n{first}\n{second}"))
             }
-            (Some(one), None) | (None, Some(one)) => {
-                identity.push_str("\none\n");
-                identity.push_str(&one);
-            }
+            (Some(one), None) | (None, Some(one)) => one_side(&one),
             // Nothing to tell such reports apart by: they share one issue.
-            (None, None) => identity.push_str("\nnone"),
+            (None, None) => digest(&format!("{FINGERPRINT_VERSION}\nnone")),
         }
-        let digest = Md5::digest(identity.as_bytes());
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        Fingerprint(hex)
+    }
+
+    /// The fingerprint each usable side would have alone: what a report cut
+    /// off after that side gets. A one-sided report is matched to the full
+    /// race through these (SPEC §4: "matched on that side").
+    pub fn side_fingerprints(&self) -> Vec<Fingerprint> {
+        let (a, b) = self.top_frames();
+        let mut sides: Vec<Fingerprint> = a.iter().chain(b.iter()).map(|f| one_side(f)).collect();
+        sides.sort();
+        sides.dedup();
+        sides
     }
 
     pub fn title(&self) -> String {
@@ -122,6 +123,16 @@ impl RaceReport {
         };
         cut_title(title)
     }
+}
+
+fn one_side(frame: &str) -> Fingerprint {
+    digest(&format!("{FINGERPRINT_VERSION}\none\n{frame}"))
+}
+
+/// The first 16 hex digits of the MD5 of `identity`.
+fn digest(identity: &str) -> Fingerprint {
+    let digest = Md5::digest(identity.as_bytes());
+    Fingerprint(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn cut_title(title: String) -> String {
