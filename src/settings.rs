@@ -158,7 +158,8 @@ pub struct Settings {
     /// committer identity, secrets named by `*_env` config keys).
     pub env: Env,
     /// How hard the GitLab client retries (`RP_HTTP_RETRY_BUDGET`, e.g. `2m`;
-    /// `RP_HTTP_RETRY_BASE`, e.g. `500ms`).
+    /// `RP_HTTP_RETRY_BASE`, e.g. `500ms`) and how long one request may take
+    /// (`RP_HTTP_TIMEOUT`, e.g. `60s`).
     pub retry: RetryPolicy,
 }
 
@@ -262,6 +263,9 @@ fn retry_policy(env: &Env) -> Result<RetryPolicy> {
     }
     if let Some(base) = parse("RP_HTTP_RETRY_BASE")? {
         policy.base = base;
+    }
+    if let Some(timeout) = parse("RP_HTTP_TIMEOUT")? {
+        policy.timeout = timeout;
     }
     Ok(policy)
 }

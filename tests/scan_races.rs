@@ -425,6 +425,28 @@ fn lost_answer_on_create_is_recovered_by_marker_not_repeated() {
 }
 
 #[test]
+fn a_slow_answer_times_out_and_is_retried() {
+    let gitlab = FakeGitLab::start();
+    let dir = home();
+    let log = copy_fixture(dir.path(), "counter.log");
+    gitlab.push_faults([Fault::Slow(std::time::Duration::from_secs(3))]);
+    let output = rp_devops_with(&gitlab, dir.path())
+        .env("RP_HTTP_TIMEOUT", "1s")
+        .args(["--json", "scan-races", "--host", "testbox-07"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("timed out"), "{}", stderr(&output));
+    assert_eq!(
+        gitlab.count("GET", "/issues"),
+        2,
+        "the listing was asked again"
+    );
+    assert_eq!(gitlab.issues().len(), 1);
+}
+
+#[test]
 fn retry_after_is_honoured_on_429() {
     let gitlab = FakeGitLab::start();
     let dir = home();

@@ -38,6 +38,8 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     pub budget: Duration,
     pub max_attempts: u32,
+    /// One request, from connecting to the last byte of the answer.
+    pub timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -47,6 +49,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             budget: Duration::from_secs(120),
             max_attempts: 8,
+            timeout: Duration::from_secs(60),
         }
     }
 }
@@ -209,7 +212,7 @@ impl GitLab {
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(10)))
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_global(Some(retry.timeout))
             .user_agent(concat!("rp-devops/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();

@@ -400,7 +400,11 @@ impl ReleaseReceiver {
             batch.extend_from_slice(&chunk);
             if batch.len() >= WRITER_BATCH {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(WRITER_BATCH));
-                if tx.send(WriterMessage::Chunk(Bytes::from(full))).await.is_err() {
+                if tx
+                    .send(WriterMessage::Chunk(Bytes::from(full)))
+                    .await
+                    .is_err()
+                {
                     // The writer stopped early: its error says why.
                     writer_alive = false;
                     break;
