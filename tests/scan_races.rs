@@ -40,6 +40,18 @@ fn copy_fixture(dir: &Path, name: &str) -> PathBuf {
     target
 }
 
+/// GET requests for the issue listing before the run's first write: the
+/// lookup of existing race issues. (A run that created issues lists once more
+/// at the end, to catch another run filing the same race at the same time.)
+fn listings_before_first_write(gitlab: &FakeGitLab) -> usize {
+    gitlab
+        .requests()
+        .iter()
+        .take_while(|r| r.method == "GET")
+        .filter(|r| r.path.ends_with("/issues"))
+        .count()
+}
+
 /// A `logs/` directory holding copies of these fixture logs.
 fn logs_dir(dir: &Path, names: &[&str]) -> PathBuf {
     let logs = dir.join("logs");
@@ -147,8 +159,10 @@ fn creates_one_issue_per_distinct_race_across_hosts_builds_and_order() {
         .find(|r| r["title"].as_str().unwrap().contains("Add"))
         .unwrap();
     assert_eq!(counter["count"], 2);
-    // Existing issues are found by one label listing, not one search per race.
-    assert_eq!(gitlab.count("GET", "/issues"), 1);
+    // Existing issues are found by one label listing, not one search per race,
+    // plus one listing at the end because this run created issues.
+    assert_eq!(listings_before_first_write(&gitlab), 1);
+    assert_eq!(gitlab.count("GET", "/issues"), 2);
 }
 
 #[test]
@@ -294,7 +308,7 @@ fn existing_issues_are_listed_with_pagination_once() {
     let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
     // 5 issues at 2 a page: 3 pages, one listing.
-    assert_eq!(gitlab.count("GET", "/issues"), 3);
+    assert_eq!(listings_before_first_write(&gitlab), 3);
     let listing = gitlab
         .requests()
         .into_iter()
@@ -326,7 +340,7 @@ fn link_pagination_never_leaves_the_configured_host() {
     let log = copy_fixture(dir.path(), "server-run1.log");
     let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(gitlab.count("GET", "/issues"), 2);
+    assert_eq!(listings_before_first_write(&gitlab), 2);
     let tick = &gitlab.issues()[1];
     assert_eq!(
         tick.notes.len(),
@@ -439,7 +453,7 @@ fn a_slow_answer_times_out_and_is_retried() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("timed out"), "{}", stderr(&output));
     assert_eq!(
-        gitlab.count("GET", "/issues"),
+        listings_before_first_write(&gitlab),
         2,
         "the listing was asked again"
     );
@@ -892,4 +906,77 @@ fn a_cut_off_report_and_its_full_race_share_one_issue_across_runs() {
     assert_eq!(json_of(&output)["races"][0]["issue"]["iid"], 1);
     assert_eq!(gitlab.issues().len(), 2);
     assert_eq!(gitlab.issues()[0].notes.len(), 2);
+}
+
+#[test]
+fn two_runs_at_once_leave_one_open_issue_per_race() {
+    let gitlab = FakeGitLab::start();
+    let dir = home();
+    let log = copy_fixture(dir.path(), "cache.log");
+    // Both listings are slowed so each run finds no issue and creates one.
+    let slow = Fault::Slow(std::time::Duration::from_millis(1500));
+    gitlab.push_faults([slow.clone(), slow]);
+    let spawn = |host: &str| {
+        support::rp_devops_std_with(&gitlab, dir.path())
+            .args(["--json", "scan-races", "--host", host])
+            .arg(&log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn rp-devops")
+    };
+    let (a, b) = (spawn("testbox-01"), spawn("testbox-02"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+
+    let issues = gitlab.issues();
+    let trace: Vec<String> = gitlab
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        issues.len(),
+        4,
+        "both runs created both races' issues: {trace:#?}\n{}\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let open: Vec<_> = issues.iter().filter(|i| i.state == "opened").collect();
+    assert_eq!(open.len(), 2, "one open issue per race: {issues:#?}");
+    for closed in issues.iter().filter(|i| i.state == "closed") {
+        let original = open
+            .iter()
+            .find(|o| o.title == closed.title)
+            .expect("its original");
+        assert!(original.iid < closed.iid);
+        assert!(
+            closed.notes[0]
+                .body
+                .contains(&format!("Duplicate of #{}", original.iid))
+        );
+        assert_eq!(
+            original.notes.len(),
+            1,
+            "the losing run's sighting is noted on the original"
+        );
+    }
+    let mut actions: Vec<String> = [json_of(&a), json_of(&b)]
+        .iter()
+        .flat_map(|r| r["races"].as_array().unwrap().clone())
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect();
+    actions.sort();
+    assert_eq!(actions, ["commented", "commented", "created", "created"]);
+
+    // The next run finds the originals, not the closed duplicates.
+    let again = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
+    let result = json_of(&again);
+    for race in result["races"].as_array().unwrap() {
+        assert_eq!(race["action"], "commented");
+        let iid = race["issue"]["iid"].as_u64().unwrap();
+        assert!(open.iter().any(|o| o.iid == iid));
+    }
+    assert_eq!(gitlab.issues().len(), 4);
 }

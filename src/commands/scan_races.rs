@@ -407,10 +407,15 @@ fn find_issue<'a>(
     ours: &RaceMarker,
     title: &str,
 ) -> Option<(&'a Issue, MarkerUpdate)> {
-    let marked: Vec<(&Issue, RaceMarker)> = existing
+    // Two runs at once may have filed a race twice; the earliest issue is
+    // the race's, the later one was closed as its duplicate.
+    let mut marked: Vec<(&Issue, RaceMarker)> = existing
         .iter()
         .filter_map(|i| RaceMarker::find(i.description()).map(|(m, _)| (i, m)))
         .collect();
+    marked.sort_by_key(|(i, _)| i.iid);
+    let mut seen = std::collections::HashSet::new();
+    marked.retain(|(_, m)| seen.insert(m.fingerprint.clone()));
     if let Some((issue, _)) = marked
         .iter()
         .find(|(_, m)| m.fingerprint == ours.fingerprint)
@@ -509,6 +514,8 @@ fn file_races(
     let run_id = format!("{:016x}", fastrand::u64(..));
 
     let mut results = Vec::new();
+    // Issues this run created: (index in `results`, iid, fingerprint).
+    let mut created: Vec<(usize, u64, &Fingerprint)> = Vec::new();
     for (fingerprint, sighting) in sightings {
         let ours = RaceMarker::new(fingerprint, &sighting.sides);
         let marker = ours.render();
@@ -548,6 +555,7 @@ fn file_races(
                         printer.detail(format!("created #{} {}", issue.iid, issue.web_url));
                         race.issue = Some(IssueRef::from(&issue));
                         race.action = "created";
+                        created.push((results.len(), issue.iid, fingerprint));
                     }
                 }
             }
@@ -602,7 +610,85 @@ fn file_races(
         }
         results.push(race);
     }
+    if let (Some(client), false) = (&client, created.is_empty()) {
+        let by_fingerprint: BTreeMap<&Fingerprint, &RaceSighting> =
+            sightings.iter().map(|(fp, s)| (fp, s)).collect();
+        let ctx = FilingContext {
+            client,
+            project: &project,
+            labels,
+            run_id: &run_id,
+        };
+        resolve_concurrent_creations(&ctx, &created, &by_fingerprint, &mut results)?;
+    }
     Ok(results)
+}
+
+struct FilingContext<'a> {
+    client: &'a GitLab,
+    project: &'a str,
+    labels: &'a [String],
+    run_id: &'a str,
+}
+
+/// Two runs at once (cron on several test machines fires at the same minute)
+/// can both find no issue for a race and both create one. After creating,
+/// list once more: if an earlier issue carries the same fingerprint, ours is
+/// the duplicate: close it, pointing at the earlier one, and note this run's
+/// sighting there. Whichever run created later sees the earlier issue, so
+/// exactly one issue per race stays open.
+fn resolve_concurrent_creations(
+    ctx: &FilingContext<'_>,
+    created: &[(usize, u64, &Fingerprint)],
+    sightings: &BTreeMap<&Fingerprint, &RaceSighting>,
+    results: &mut [RaceResult],
+) -> Result<()> {
+    let after = ctx
+        .client
+        .issues_with_labels(ctx.project, &ctx.labels[..1])
+        .with_context(|| format!("listing race issues of project {} again", ctx.project))?;
+    for &(index, ours, fingerprint) in created {
+        let earliest = after
+            .iter()
+            .filter(|i| {
+                RaceMarker::find(i.description())
+                    .is_some_and(|(m, _)| m.fingerprint == fingerprint.0)
+            })
+            .min_by_key(|i| i.iid);
+        let Some(original) = earliest.filter(|i| i.iid < ours) else {
+            continue;
+        };
+        let duplicate_marker = format!("<!-- rp-devops:race-duplicate of={} -->", original.iid);
+        let body = format!(
+            "Duplicate of #{}: another scan-races run filed this race at the same time.\n\n{duplicate_marker}\n",
+            original.iid
+        );
+        ctx.client
+            .create_issue_note(ctx.project, ours, &body, &duplicate_marker)
+            .with_context(|| {
+                format!("marking issue #{ours} as a duplicate of #{}", original.iid)
+            })?;
+        ctx.client
+            .close_issue(ctx.project, ours)
+            .with_context(|| format!("closing duplicate issue #{ours}"))?;
+        if let Some(sighting) = sightings.get(fingerprint) {
+            let note_marker = format!(
+                "<!-- rp-devops:race-note fingerprint={fingerprint} run={} -->",
+                ctx.run_id
+            );
+            ctx.client
+                .create_issue_note(
+                    ctx.project,
+                    original.iid,
+                    &note_body(sighting, &note_marker, false),
+                    &note_marker,
+                )
+                .with_context(|| format!("adding a note to issue #{}", original.iid))?;
+        }
+        results[index].action = "commented";
+        results[index].issue = Some(IssueRef::from(original));
+    }
+    Ok(())
 }
 
 /// The description with our marker put in, or `None` when it has it already.

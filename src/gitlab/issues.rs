@@ -51,6 +51,13 @@ impl GitLab {
         self.write(Method::Put, &path, &body, || Ok(None))
     }
 
+    /// Close an issue (idempotent).
+    pub fn close_issue(&self, project: &str, iid: u64) -> Result<Issue> {
+        let path = format!("{}/issues/{iid}", Self::project_path(project));
+        let body = json!({ "state_event": "close" });
+        self.write(Method::Put, &path, &body, || Ok(None))
+    }
+
     /// Every note on an issue, oldest first.
     pub fn issue_notes(&self, project: &str, iid: u64) -> Result<Vec<Note>> {
         let path = format!(

@@ -32,7 +32,8 @@ pub enum Fault {
     Drop,
     /// Apply the request, then close the connection without answering.
     LostAnswer,
-    /// Wait, then answer normally.
+    /// Answer normally, computed when the request arrives, but deliver the
+    /// answer only after this delay (a slow network or proxy).
     Slow(Duration),
 }
 
@@ -308,7 +309,14 @@ async fn handle(
             return Ok(response);
         }
         Some(Fault::Drop) => return Err(Dropped),
-        Some(Fault::Slow(delay)) => tokio::time::sleep(delay).await,
+        Some(Fault::Slow(delay)) => {
+            let response = {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                route(&mut s, &request)
+            };
+            tokio::time::sleep(delay).await;
+            return Ok(response);
+        }
         Some(Fault::LostAnswer) => {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             let _ = route(&mut s, &request);

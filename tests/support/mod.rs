@@ -21,7 +21,12 @@ pub fn fixture(rel: &str) -> PathBuf {
 /// The real binary with a cleared environment: only PATH, a temporary HOME
 /// and what the test sets. Retries are fast so fault tests stay quick.
 pub fn rp_devops(home: &Path) -> assert_cmd::Command {
-    let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_rp-devops"));
+    assert_cmd::Command::from_std(rp_devops_std(home))
+}
+
+/// The same, as a plain `std::process::Command` (to run several at once).
+pub fn rp_devops_std(home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_rp-devops"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", home)
@@ -33,7 +38,11 @@ pub fn rp_devops(home: &Path) -> assert_cmd::Command {
 
 /// The binary set up to talk to `gitlab` with a valid token and project.
 pub fn rp_devops_with(gitlab: &FakeGitLab, home: &Path) -> assert_cmd::Command {
-    let mut cmd = rp_devops(home);
+    assert_cmd::Command::from_std(rp_devops_std_with(gitlab, home))
+}
+
+pub fn rp_devops_std_with(gitlab: &FakeGitLab, home: &Path) -> std::process::Command {
+    let mut cmd = rp_devops_std(home);
     cmd.env("RP_GITLAB_URL", &gitlab.url)
         .env("RP_GITLAB_TOKEN", fake_gitlab::TOKEN)
         .env("RP_PROJECT", fake_gitlab::PROJECT_PATH);
