@@ -980,3 +980,42 @@ fn two_runs_at_once_leave_one_open_issue_per_race() {
     }
     assert_eq!(gitlab.issues().len(), 4);
 }
+
+#[test]
+fn large_inputs_show_a_few_plain_progress_lines_in_ci_logs() {
+    let dir = home();
+    let path = dir.path().join("big.log");
+    {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let line = b"2026/11/28 12:52:21 backup finished for core-sw1 in 1.2s, 4096 configs\n";
+        for _ in 0..(80 * 1024 * 1024 / line.len()) {
+            file.write_all(line).unwrap();
+        }
+        file.write_all(&std::fs::read(fixture("races/counter.log")).unwrap())
+            .unwrap();
+    }
+    let output = rp_devops(dir.path())
+        .args(["--json", "scan-races", "--dry-run"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("scanning logs: "))
+        .collect();
+    assert!(
+        (2..=5).contains(&lines.len()),
+        "a line per quarter, not a flood: {err}"
+    );
+    assert!(lines[0].contains("(25%)"), "{err}");
+    assert_eq!(json_of(&output)["reports"], 1);
+
+    let quiet = rp_devops(dir.path())
+        .args(["-q", "--json", "scan-races", "--dry-run"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!stderr(&quiet).contains("scanning logs"));
+}
