@@ -292,6 +292,14 @@ impl GitRepo {
         Ok(tags)
     }
 
+    /// A remote for `url` without touching the repository's config; its
+    /// errors are scrubbed of credentials.
+    fn anonymous_remote(&self, url: &str, auth: &GitAuth) -> Result<git2::Remote<'_>> {
+        self.repo
+            .remote_anonymous(url)
+            .map_err(|e| scrubbed(e, url, auth))
+    }
+
     /// The remote's tags, as `git ls-remote --tags` lists them: one
     /// connection, no objects fetched. Annotated tags get their commit from
     /// the `^{}` entries the server advertises.
@@ -307,11 +315,7 @@ impl GitRepo {
         if let Some(path) = local_repository_path(&url) {
             return tags_of_local_repository(&path).with_context(what);
         }
-        let mut anonymous = self
-            .repo
-            .remote_anonymous(&url)
-            .map_err(|e| scrubbed(e, &url, auth))
-            .with_context(what)?;
+        let mut anonymous = self.anonymous_remote(&url, auth).with_context(what)?;
         let state = AuthState::default();
         let connection = anonymous
             .connect_auth(
@@ -463,11 +467,7 @@ impl GitRepo {
                 redact_url(&remote.push_url)
             )
         };
-        let mut anonymous = self
-            .repo
-            .remote_anonymous(&url)
-            .map_err(|e| scrubbed(e, &url, auth))
-            .with_context(what)?;
+        let mut anonymous = self.anonymous_remote(&url, auth).with_context(what)?;
         let state = AuthState::default();
         let already_there = Cell::new(false);
         let unexpected_ref: RefCell<Option<String>> = RefCell::new(None);
