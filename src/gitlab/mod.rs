@@ -36,31 +36,12 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 
 use crate::error::UsageError;
+use crate::http::retry::retry_after;
 use crate::settings::{GitLabSettings, GitLabToken, TokenKind};
 
-/// Bounds on retrying: exponential backoff from `base`, at most `max_delay`
-/// per wait, and no retry that would end after `budget` from the first try.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub base: Duration,
-    pub max_delay: Duration,
-    pub budget: Duration,
-    pub max_attempts: u32,
-    /// One request, from connecting to the last byte of the answer.
-    pub timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            budget: Duration::from_secs(120),
-            max_attempts: 8,
-            timeout: Duration::from_secs(60),
-        }
-    }
-}
+// The policy is shared with the release upload; re-exported because it is
+// part of this client's constructor.
+pub use crate::http::RetryPolicy;
 
 /// A GitLab answer with a status GitLab meant (4xx/5xx), or a transport failure.
 #[derive(Debug)]
@@ -506,8 +487,7 @@ impl GitLab {
                     wait,
                 } => (reason, applied_maybe, wait),
             };
-            let backoff = self.backoff(attempt);
-            let delay = wait.map_or(backoff, |w| w.max(Duration::from_millis(50)));
+            let delay = self.retry.delay(attempt, wait);
             let out_of_budget = started.elapsed() + delay > self.retry.budget;
             if attempt >= self.retry.max_attempts || out_of_budget {
                 let status = reason
@@ -535,17 +515,6 @@ impl GitLab {
                 });
             }
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .retry
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.retry.max_delay);
-        // Full jitter in [exp/2, exp], so a herd of cron jobs spreads out.
-        let half = exp / 2;
-        half + half.mul_f64(fastrand::f64())
     }
 
     fn attempt(
@@ -634,12 +603,12 @@ impl GitLab {
                 429 => Attempt::Retry {
                     reason: "429 Too Many Requests".to_owned(),
                     applied_maybe: false,
-                    wait: retry_after(&raw),
+                    wait: retry_after(|name| raw.header(name), std::time::SystemTime::now()),
                 },
                 503 => Attempt::Retry {
                     reason: "503 Service Unavailable".to_owned(),
                     applied_maybe: false,
-                    wait: retry_after(&raw),
+                    wait: retry_after(|name| raw.header(name), std::time::SystemTime::now()),
                 },
                 500 | 502 | 504 => Attempt::Retry {
                     reason: format!("{status} {}", gitlab_message(&raw)),
@@ -719,25 +688,6 @@ fn gitlab_message(response: &RawResponse) -> String {
             snippet
         }
     })
-}
-
-fn retry_after(response: &RawResponse) -> Option<Duration> {
-    if let Some(secs) = response
-        .header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Some(Duration::from_secs(secs));
-    }
-    let reset = response
-        .header("ratelimit-reset")?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(Duration::from_secs(reset.saturating_sub(now)))
 }
 
 fn transport_reason(err: &ureq::Error) -> String {
