@@ -63,7 +63,7 @@ impl Routes {
             router = router.merge(Arc::new(receiver).routes());
             enabled.push(format!(
                 "POST {} (release receiver: {} product(s), into {})",
-                release::ROUTE,
+                crate::release::ROUTE,
                 config.products.len(),
                 config.dir.display()
             ));

@@ -43,12 +43,11 @@ use crate::error::UsageError;
 use crate::output::Printer;
 use crate::release::script::{self, ScriptOutcome, ScriptRun};
 use crate::release::{
-    self, FIELD_FILE, FIELD_MD5, FIELD_PRODUCT, META_VERSION, ReleaseFacts, is_md5_hex,
+    self, FIELD_FILE, FIELD_MD5, FIELD_PRODUCT, META_VERSION, ROUTE, ReleaseFacts, is_md5_hex,
     is_valid_meta_key, is_valid_meta_value, is_valid_name, meta_key_rule, name_rule,
 };
 use crate::settings::{Secret, Settings};
 
-pub const ROUTE: &str = "/api/v1/releases";
 /// Prefix of the temporary files uploads stream into (in the release dir).
 pub const TEMP_PREFIX: &str = ".rp-upload-";
 /// Room for the multipart framing and metadata fields on top of `max_size`.
