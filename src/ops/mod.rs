@@ -10,4 +10,5 @@
 //! Pure rules (markers, bodies, matching, version arithmetic) live next to
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
 
+pub mod publish_release;
 pub mod release_upload;

@@ -8,6 +8,7 @@
 //! `ops::release_upload` and `ops::publish_release`; the HTTP receiver is
 //! `serve::release`.
 
+pub mod publish;
 pub mod script;
 pub mod upload;
 
