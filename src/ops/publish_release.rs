@@ -704,6 +704,17 @@ mod tests {
             out
         }
 
+        /// The release dir holds `artifact` with its .env and .status, and
+        /// nothing else (no temporary file either).
+        fn assert_only_release(&self, artifact: &str) {
+            let expected = [
+                artifact.to_owned(),
+                format!("{artifact}.env"),
+                format!("{artifact}.status"),
+            ];
+            assert_eq!(self.files(), expected);
+        }
+
         fn runs(&self) -> usize {
             std::fs::read_to_string(self.root.path().join("runs.log"))
                 .map(|t| t.lines().count())
@@ -726,14 +737,7 @@ mod tests {
             fx.publisher.dir().join("app/1.0/app.tgz")
         );
         assert_eq!(std::fs::read(&published.artifact).unwrap(), b"v1");
-        assert_eq!(
-            fx.files(),
-            [
-                "app/1.0/app.tgz",
-                "app/1.0/app.tgz.env",
-                "app/1.0/app.tgz.status"
-            ]
-        );
+        fx.assert_only_release("app/1.0/app.tgz");
         let env = std::fs::read_to_string(fx.publisher.dir().join("app/1.0/app.tgz.env")).unwrap();
         assert!(env.lines().any(|l| l == "channel='stable'"), "{env}");
         let status =
@@ -752,14 +756,7 @@ mod tests {
         assert_eq!(again.kind, Publication::Unchanged);
         assert!(!again.script_failed);
         assert_eq!(fx.runs(), 1);
-        assert_eq!(
-            fx.files(),
-            [
-                "app/1.0/app.tgz",
-                "app/1.0/app.tgz.env",
-                "app/1.0/app.tgz.status"
-            ]
-        );
+        fx.assert_only_release("app/1.0/app.tgz");
     }
 
     #[test]
@@ -863,14 +860,7 @@ mod tests {
         let published = fx.publish("app", "app.tgz", b"v1", APP_META).unwrap();
         assert_eq!(published.kind, Publication::Completed);
         assert_eq!(fx.runs(), 1);
-        assert_eq!(
-            fx.files(),
-            [
-                "app/1.0/app.tgz",
-                "app/1.0/app.tgz.env",
-                "app/1.0/app.tgz.status"
-            ]
-        );
+        fx.assert_only_release("app/1.0/app.tgz");
     }
 
     #[test]
