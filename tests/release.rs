@@ -667,41 +667,54 @@ fn unreachable_receiver_is_retried_a_bounded_number_of_times() {
 
 #[test]
 fn a_503_from_a_proxy_is_retried_then_succeeds() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        for attempt in 0..2 {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            // Answer from the head alone; a client asking 100-continue
-            // sends no body then.
-            read_request_head(&mut stream);
-            let reply: &[u8] = if attempt == 0 {
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            } else {
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}\r\n"
-            };
-            stream.write_all(reply).unwrap();
-        }
-    });
+    let proxy = FakeProxy::answering(vec![
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}\r\n",
+    ]);
     let dir = tempfile::tempdir().unwrap();
     let file = artifact(dir.path(), "p.tgz", 1000, 18);
     let out = upload_to(
         dir.path(),
-        &format!("http://127.0.0.1:{port}"),
+        &proxy.url(),
         &file,
         "app",
         &["version=1"],
         SECRET,
         &[],
     );
-    server.join().unwrap();
+    proxy.join();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).matches("retrying in").count(),
         1,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_proxys_retry_after_is_honoured() {
+    // The backoff is 20 ms here (the launcher's RP_HTTP_RETRY_BASE); the
+    // proxy asks for a second.
+    let proxy = FakeProxy::answering(vec![
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = artifact(dir.path(), "r.tgz", 1000, 23);
+    let out = upload_to(
+        dir.path(),
+        &proxy.url(),
+        &file,
+        "app",
+        &["version=1"],
+        SECRET,
+        &[],
+    );
+    proxy.join();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("attempt 1 of 4 failed (HTTP 503); retrying in 1s"),
         "{}",
         stderr(&out)
     );

@@ -241,6 +241,7 @@ pub fn upload(
                     answer.status,
                     answer
                         .error_message()
+                        .filter(|m| !m.is_empty())
                         .map(|m| format!(": {m}"))
                         .unwrap_or_default()
                 );

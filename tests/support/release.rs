@@ -350,6 +350,41 @@ impl HalfSent {
     }
 }
 
+/// A bare socket posing as a proxy in front of a receiver: it answers each
+/// request from its head alone (a client asking 100-continue then sends no
+/// body) with the next of its canned replies, then stops.
+pub struct FakeProxy {
+    port: u16,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl FakeProxy {
+    pub fn answering(replies: Vec<&'static [u8]>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let thread = std::thread::spawn(move || {
+            for reply in replies {
+                let (mut stream, _) = listener.accept().expect("accept");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("read timeout");
+                read_request_head(&mut stream);
+                stream.write_all(reply).expect("reply");
+            }
+        });
+        Self { port, thread }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Wait until every reply was sent.
+    pub fn join(self) {
+        self.thread.join().expect("proxy thread");
+    }
+}
+
 /// Read a request head from a bare socket posing as a server, up to and
 /// including the blank line.
 pub fn read_request_head(stream: &mut TcpStream) -> String {
