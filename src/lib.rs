@@ -10,9 +10,12 @@ pub mod git;
 pub mod gitlab;
 pub mod output;
 pub mod races;
+pub mod references;
 pub mod release;
 pub mod serve;
 pub mod settings;
+pub mod versions;
+pub mod workflow;
 
 use clap::Parser;
 
