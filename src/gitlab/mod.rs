@@ -13,11 +13,20 @@
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
+mod discussions;
+mod files;
 mod issues;
+mod merge_requests;
+mod projects;
 mod types;
 
+pub use files::FileContent;
 pub use issues::NewIssue;
-pub use types::{Issue, Note, User};
+pub use projects::is_status;
+pub use types::{
+    Commit, Discussion, DiscussionNote, Issue, Label, MergeRequest, Note, Project, References,
+    User,
+};
 
 use std::fmt;
 use std::io::Read;
