@@ -27,6 +27,9 @@ impl GitLab {
             encode(file.trim_start_matches('/')),
             encode(reference)
         );
+        if self.is_offline() {
+            return Err(self.offline_read(&path));
+        }
         match self.request(Method::Get, &path, None, &mut || Ok(false)) {
             Ok(response) => Ok(FileContent::Found(response.body)),
             Err(err) => match err.downcast_ref::<ApiError>() {

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+pub mod thread;
+
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
 
