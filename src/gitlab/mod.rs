@@ -119,8 +119,9 @@ impl ApiError {
             )),
             (Some(403), Some(TokenKind::Job), _) => Some(
                 "CI_JOB_TOKEN can read merge requests and files but cannot create issues, notes, \
-                 discussions or labels: set RP_GITLAB_TOKEN to a project access token with the \
-                 `api` scope (Reporter role or higher) as a masked CI/CD variable"
+                 discussions or labels, edit issues or resolve threads: set RP_GITLAB_TOKEN to a project access token with the \
+                 `api` scope (Reporter role or higher; Developer to resolve merge-request threads) \
+                 as a masked CI/CD variable"
                     .to_owned(),
             ),
             (Some(403), _, Some(source)) => Some(format!(
