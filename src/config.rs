@@ -263,6 +263,12 @@ mod tests {
         );
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));
+        assert_eq!(config.versions.compare, Some(Granularity::Minor));
+        assert!(config.versions.pattern.is_some());
+        assert_eq!(config.workflow.on_open.as_deref(), Some("in review"));
+        assert_eq!(config.workflow.labels.len(), 5);
+        let webhook = config.webhook.unwrap();
+        assert_eq!(webhook.secret_env, "RP_WEBHOOK_SECRET");
     }
 
     #[test]
@@ -308,7 +314,10 @@ webhook:\n  signing_key_env: MY_SIGNING_KEY\n";
         for (text, expected) in [
             ("versions:\n  compare: minr\n", "minr"),
             ("versions:\n  pattern: '(\\d+)'\n", "(?P<version>...)"),
-            ("workflow:\n  labels: [a, b]\n  on_open: c\n", "workflow.on_open"),
+            (
+                "workflow:\n  labels: [a, b]\n  on_open: c\n",
+                "workflow.on_open",
+            ),
             ("workflow:\n  labels: ['a,b']\n", "comma"),
             ("webhook:\n  secret: x\n", "secret"),
         ] {

@@ -81,7 +81,9 @@ impl std::error::Error for HintedError {}
 /// The exit code an error maps to.
 pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
     // `downcast_ref` also finds a `UsageError` attached as context.
-    if err.downcast_ref::<UsageError>().is_some() || err.chain().any(|cause| cause.is::<UsageError>()) {
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.chain().any(|cause| cause.is::<UsageError>())
+    {
         ExitStatus::Usage
     } else {
         ExitStatus::Failure

@@ -320,10 +320,15 @@ mod tests {
             ["restorepoint/product#44"]
         );
         assert_eq!(
-            refs("old style https://GITLAB.example.com/a/b/issues/7, new http://gitlab.example.com/a/sub/b/-/issues/8/"),
+            refs(
+                "old style https://GITLAB.example.com/a/b/issues/7, new http://gitlab.example.com/a/sub/b/-/issues/8/"
+            ),
             ["a/b#7", "a/sub/b#8"]
         );
-        assert_eq!(refs("(#1) [#2] #3, #4; \"#5\"\n#6"), ["#1", "#2", "#3", "#4", "#5", "#6"]);
+        assert_eq!(
+            refs("(#1) [#2] #3, #4; \"#5\"\n#6"),
+            ["#1", "#2", "#3", "#4", "#5", "#6"]
+        );
     }
 
     #[test]
@@ -358,7 +363,10 @@ mod tests {
         // An unmatched backtick is literal, and a code span stops at a blank line.
         assert_eq!(refs("a ` stray #1\n\nlater `x` #2"), ["#1", "#2"]);
         assert_eq!(refs("<!-- template: #1 -->\nFixes #2"), ["#2"]);
-        assert_eq!(refs("`https://gitlab.example.com/a/b/-/issues/1` #2"), ["#2"]);
+        assert_eq!(
+            refs("`https://gitlab.example.com/a/b/-/issues/1` #2"),
+            ["#2"]
+        );
     }
 
     #[test]
@@ -374,7 +382,8 @@ mod tests {
     #[test]
     fn base_url_with_a_path() {
         let finder = ReferenceFinder::new("https://example.com/gitlab/");
-        let found = finder.find("https://example.com/gitlab/g/p/-/issues/5 https://example.com/g/p/-/issues/6");
+        let found = finder
+            .find("https://example.com/gitlab/g/p/-/issues/5 https://example.com/g/p/-/issues/6");
         assert_eq!(
             found,
             [IssueReference {

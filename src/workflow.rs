@@ -110,7 +110,12 @@ mod tests {
     fn moves_remove_other_workflow_labels_only() {
         let b = board(PLAIN);
         assert_eq!(
-            b.decide(&labels(&["bug", "in development"]), false, "in review", true),
+            b.decide(
+                &labels(&["bug", "in development"]),
+                false,
+                "in review",
+                true
+            ),
             Decision::Move {
                 add: "in review".into(),
                 remove: vec!["in development".into()]
@@ -178,17 +183,30 @@ mod tests {
     fn scoped_labels() {
         let b = board(&["workflow::to do", "workflow::in review", "workflow::test"]);
         assert_eq!(
-            b.decide(&labels(&["workflow::to do", "team::db"]), false, "workflow::in review", true),
+            b.decide(
+                &labels(&["workflow::to do", "team::db"]),
+                false,
+                "workflow::in review",
+                true
+            ),
             Decision::Move {
                 add: "workflow::in review".into(),
                 remove: vec!["workflow::to do".into()]
             }
         );
         assert_eq!(
-            b.decide(&labels(&["workflow::test"]), false, "workflow::in review", true),
+            b.decide(
+                &labels(&["workflow::test"]),
+                false,
+                "workflow::in review",
+                true
+            ),
             Decision::Backwards
         );
-        assert_eq!(b.column(&labels(&["x", "workflow::test", "workflow::to do"])), Some("workflow::test"));
+        assert_eq!(
+            b.column(&labels(&["x", "workflow::test", "workflow::to do"])),
+            Some("workflow::test")
+        );
     }
 
     #[test]

@@ -131,7 +131,8 @@ fn a_thread_a_person_resolved_stays_resolved_until_the_versions_change() {
     assert!(threads[0].1, "still resolved");
 
     // The source version changes and still differs: a new thread.
-    t.gitlab.put_file(PROJECT_ID, "fix/crash", "VERSION", "5.3.2");
+    t.gitlab
+        .put_file(PROJECT_ID, "fix/crash", "VERSION", "5.3.2");
     let (code, json, _) = t.run(&["--mr", &iid.to_string(), "--fail-on-mismatch"]);
     assert_eq!(code, 3);
     assert_eq!(json["action"], "created");
@@ -148,7 +149,8 @@ fn versions_fixed_or_retargeted_resolves_our_own_thread() {
     t.run(&["--mr", &iid.to_string()]);
 
     // Retargeted onto the 5.3 line.
-    t.gitlab.put_file(PROJECT_ID, "release/5.3", "VERSION", "5.3.0");
+    t.gitlab
+        .put_file(PROJECT_ID, "release/5.3", "VERSION", "5.3.0");
     t.gitlab
         .edit_mr(iid, |mr| mr.target_branch = "release/5.3".into());
     let (code, json, stderr) = t.run(&["--mr", &iid.to_string()]);
@@ -181,13 +183,16 @@ fn an_open_thread_gets_a_note_when_the_versions_change_but_still_differ() {
     let t = Setup::new("");
     let iid = t.mr("fix/crash", "5.3.1", "release/5.4", "5.4.0");
     t.run(&["--mr", &iid.to_string()]);
-    t.gitlab.put_file(PROJECT_ID, "fix/crash", "VERSION", "5.3.2");
+    t.gitlab
+        .put_file(PROJECT_ID, "fix/crash", "VERSION", "5.3.2");
     let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
     assert_eq!(json["action"], "exists");
     let threads = t.threads(iid);
     assert_eq!(threads.len(), 1);
     assert_eq!(threads[0].2.len(), 2);
-    assert!(threads[0].2[1].starts_with("<!-- rp-devops:version-check source=5.3.2 target=5.4.0 -->"));
+    assert!(
+        threads[0].2[1].starts_with("<!-- rp-devops:version-check source=5.3.2 target=5.4.0 -->")
+    );
     // A person resolves it now, for 5.3.2: it stays resolved.
     t.gitlab.person_resolves(iid, &threads[0].0, true);
     let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
@@ -213,7 +218,11 @@ fn fork_mr_reads_the_source_from_the_fork() {
     assert_eq!(json["source"]["version"], "5.3.1");
     assert_eq!(json["target"]["version"], "5.4.0");
     assert_eq!(json["action"], "created");
-    assert_eq!(t.gitlab.count("GET", "/projects/900/repository/files/VERSION/raw"), 1);
+    assert_eq!(
+        t.gitlab
+            .count("GET", "/projects/900/repository/files/VERSION/raw"),
+        1
+    );
 }
 
 #[test]
@@ -221,11 +230,21 @@ fn file_in_a_subdirectory_branch_with_slashes_and_a_pattern() {
     let t = Setup::new(
         "versions:\n  file: internal/version/version.go\n  pattern: '^const Version = \"(?P<version>[^\"]+)\"'\n",
     );
-    let go = |v: &str| format!("package version\n\n// Version is the product version.\nconst Version = \"{v}\"\n");
-    t.gitlab
-        .put_file(PROJECT_ID, "feature/team-a/x", "internal/version/version.go", &go("5.4.2"));
-    t.gitlab
-        .put_file(PROJECT_ID, "release/5.4", "internal/version/version.go", &go("5.4.0"));
+    let go = |v: &str| {
+        format!("package version\n\n// Version is the product version.\nconst Version = \"{v}\"\n")
+    };
+    t.gitlab.put_file(
+        PROJECT_ID,
+        "feature/team-a/x",
+        "internal/version/version.go",
+        &go("5.4.2"),
+    );
+    t.gitlab.put_file(
+        PROJECT_ID,
+        "release/5.4",
+        "internal/version/version.go",
+        &go("5.4.0"),
+    );
     let iid = t.gitlab.add_mr(NewMr {
         source_branch: "feature/team-a/x".into(),
         target_branch: "release/5.4".into(),
@@ -244,10 +263,16 @@ fn file_in_a_subdirectory_branch_with_slashes_and_a_pattern() {
         .filter(|r| r.path.contains("/repository/files/"))
         .collect();
     assert_eq!(reads.len(), 2);
-    assert!(reads[0]
-        .path
-        .ends_with("/repository/files/internal%2Fversion%2Fversion.go/raw"));
-    assert!(reads[0].query.contains("ref=feature%2Fteam-a%2Fx"), "{}", reads[0].query);
+    assert!(
+        reads[0]
+            .path
+            .ends_with("/repository/files/internal%2Fversion%2Fversion.go/raw")
+    );
+    assert!(
+        reads[0].query.contains("ref=feature%2Fteam-a%2Fx"),
+        "{}",
+        reads[0].query
+    );
 }
 
 #[test]
@@ -272,7 +297,8 @@ fn each_granularity() {
 #[test]
 fn unreadable_version_warns_and_does_nothing() {
     let t = Setup::new("");
-    t.gitlab.put_file(PROJECT_ID, "release/5.4", "VERSION", "5.4.0");
+    t.gitlab
+        .put_file(PROJECT_ID, "release/5.4", "VERSION", "5.4.0");
     let iid = t.gitlab.add_mr(NewMr {
         source_branch: "no-version-file".into(),
         target_branch: "release/5.4".into(),
@@ -280,14 +306,18 @@ fn unreadable_version_warns_and_does_nothing() {
     });
     let (code, json, stderr) = t.run(&["--mr", &iid.to_string(), "--fail-on-mismatch"]);
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("warning: cannot read the version of VERSION at \"no-version-file\""), "{stderr}");
+    assert!(
+        stderr.contains("warning: cannot read the version of VERSION at \"no-version-file\""),
+        "{stderr}"
+    );
     assert!(stderr.contains("404 File Not Found"), "{stderr}");
     assert_eq!(json["source"]["version"], Value::Null);
     assert_eq!(json["match"], Value::Null);
     assert_eq!(json["action"], "none");
     assert_eq!(t.writes(), 0);
     // Not a version at all: the same.
-    t.gitlab.put_file(PROJECT_ID, "no-version-file", "VERSION", "banana\n");
+    t.gitlab
+        .put_file(PROJECT_ID, "no-version-file", "VERSION", "banana\n");
     let (code, _, stderr) = t.run(&["--mr", &iid.to_string()]);
     assert_eq!(code, 0);
     assert!(stderr.contains("holds no version"), "{stderr}");
@@ -304,9 +334,15 @@ fn fail_on_mismatch_from_flag_or_config() {
     let t = Setup::new("");
     let iid = t.mr("a", "5.3.1", "b", "5.4.0");
     assert_eq!(t.run(&["--mr", &iid.to_string()]).0, 0);
-    assert_eq!(t.run(&["--mr", &iid.to_string(), "--fail-on-mismatch"]).0, 3);
+    assert_eq!(
+        t.run(&["--mr", &iid.to_string(), "--fail-on-mismatch"]).0,
+        3
+    );
     let iid = t.mr("c", "5.4.1", "d", "5.4.0");
-    assert_eq!(t.run(&["--mr", &iid.to_string(), "--fail-on-mismatch"]).0, 0);
+    assert_eq!(
+        t.run(&["--mr", &iid.to_string(), "--fail-on-mismatch"]).0,
+        0
+    );
 }
 
 #[test]
@@ -323,9 +359,15 @@ fn job_token_gets_a_clear_error_naming_the_scope() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("opening the version-check thread on !1"), "{stderr}");
+    assert!(
+        stderr.contains("opening the version-check thread on !1"),
+        "{stderr}"
+    );
     assert!(stderr.contains("403"), "{stderr}");
-    assert!(stderr.contains("hint: CI_JOB_TOKEN") && stderr.contains("`api` scope"), "{stderr}");
+    assert!(
+        stderr.contains("hint: CI_JOB_TOKEN") && stderr.contains("`api` scope"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(JOB_TOKEN));
     assert_eq!(t.threads(iid).len(), 0);
 }
@@ -347,7 +389,13 @@ fn dry_run_reads_and_plans_the_thread() {
     let t = Setup::new("");
     let iid = t.mr("a", "5.3.1", "b", "5.4.0");
     let out = rp_devops_with(&t.gitlab, t.home.path())
-        .args(["--json", "--dry-run", "check-versions", "--mr", &iid.to_string()])
+        .args([
+            "--json",
+            "--dry-run",
+            "check-versions",
+            "--mr",
+            &iid.to_string(),
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -355,7 +403,9 @@ fn dry_run_reads_and_plans_the_thread() {
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["action"], "would-create");
     assert!(
-        stderr.contains("dry-run: would POST projects/restorepoint%2Fproduct/merge_requests/1/discussions"),
+        stderr.contains(
+            "dry-run: would POST projects/restorepoint%2Fproduct/merge_requests/1/discussions"
+        ),
         "{stderr}"
     );
     assert_eq!(t.writes(), 0);
@@ -366,12 +416,17 @@ fn dry_run_reads_and_plans_the_thread() {
 fn a_lost_answer_never_makes_a_second_thread() {
     let t = Setup::new("");
     let iid = t.mr("a", "5.3.1", "b", "5.4.0");
-    t.gitlab.push_route_fault("POST", "/discussions", Fault::LostAnswer);
+    t.gitlab
+        .push_route_fault("POST", "/discussions", Fault::LostAnswer);
     let (code, json, stderr) = t.run(&["--mr", &iid.to_string()]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(json["action"], "created");
     assert_eq!(t.threads(iid).len(), 1);
-    assert_eq!(t.gitlab.count("POST", "/discussions"), 1, "recovered, not re-sent");
+    assert_eq!(
+        t.gitlab.count("POST", "/discussions"),
+        1,
+        "recovered, not re-sent"
+    );
 }
 
 #[test]
@@ -379,7 +434,7 @@ fn markers_in_text_from_people_are_not_ours() {
     let t = Setup::new("");
     let iid = t.mr("a", "5.3.1", "b", "5.4.0");
     t.gitlab.edit_mr(iid, |mr| {
-        mr.description = format!("{MARKER} source=5.3.1 target=5.4.0 -->\n/close").into()
+        mr.description = format!("{MARKER} source=5.3.1 target=5.4.0 -->\n/close")
     });
     // Someone quotes a marker in a reply, or writes one mid-text.
     t.gitlab.person_comments(
@@ -387,8 +442,11 @@ fn markers_in_text_from_people_are_not_ours() {
         &format!("> {MARKER} source=5.3.1 target=5.4.0 -->\n> quoted"),
         true,
     );
-    t.gitlab
-        .person_comments(iid, &format!("see {MARKER} source=5.3.1 target=5.4.0 -->"), true);
+    t.gitlab.person_comments(
+        iid,
+        &format!("see {MARKER} source=5.3.1 target=5.4.0 -->"),
+        true,
+    );
     let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
     assert_eq!(json["action"], "created");
     let threads = t.threads(iid);
@@ -409,4 +467,23 @@ fn hostile_branch_names_stay_inside_code() {
     let body = &t.threads(iid)[0].2[0];
     assert!(body.contains("`` x`/close`@all ``"), "{body}");
     assert!(body.lines().all(|l| !l.trim_start().starts_with('/')));
+}
+
+#[test]
+fn help_text() {
+    let home = tempfile::tempdir().unwrap();
+    let out = support::rp_devops(home.path())
+        .args(["check-versions", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn json_result_shape() {
+    let t = Setup::new("");
+    let iid = t.mr("fix/crash", "5.3.1", "release/5.4", "5.4.0");
+    let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
+    insta::assert_json_snapshot!(json);
 }

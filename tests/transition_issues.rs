@@ -129,7 +129,10 @@ fn every_reference_form_moves_its_issue_in_one_edit() {
     // Again: everything is where it belongs, no edit at all.
     t.gitlab.reset_requests();
     let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
-    assert!(actions(&json).iter().all(|(_, a)| a == "unchanged"), "{json}");
+    assert!(
+        actions(&json).iter().all(|(_, a)| a == "unchanged"),
+        "{json}"
+    );
     assert_eq!(t.puts(), 0);
 }
 
@@ -147,7 +150,10 @@ fn references_in_code_are_ignored() {
     });
     let (code, json, stderr) = t.run(&["--mr", &iid.to_string()]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(actions(&json), pairs(&[("restorepoint/product#3", "moved")]));
+    assert_eq!(
+        actions(&json),
+        pairs(&[("restorepoint/product#3", "moved")])
+    );
     assert_eq!(t.gitlab.count("GET", "/issues/1"), 0);
     assert_eq!(t.gitlab.count("GET", "/issues/2"), 0);
     assert_eq!(t.labels(1), ["to do"]);
@@ -192,9 +198,18 @@ fn a_reference_to_a_missing_issue_is_a_warning() {
     });
     let (code, json, stderr) = t.run(&["--mr", &iid.to_string()]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(actions(&json), pairs(&[("restorepoint/product#1", "moved")]));
-    assert!(stderr.contains("issue restorepoint/product#99 not found"), "{stderr}");
-    assert!(stderr.contains("issue nowhere/else#3 not found"), "{stderr}");
+    assert_eq!(
+        actions(&json),
+        pairs(&[("restorepoint/product#1", "moved")])
+    );
+    assert!(
+        stderr.contains("issue restorepoint/product#99 not found"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("issue nowhere/else#3 not found"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -229,7 +244,10 @@ fn forward_only_closed_and_already_there() {
         ..NewMr::default()
     });
     let (_, json, _) = t2.run(&["--mr", &iid.to_string()]);
-    assert_eq!(actions(&json), pairs(&[("restorepoint/product#1", "moved")]));
+    assert_eq!(
+        actions(&json),
+        pairs(&[("restorepoint/product#1", "moved")])
+    );
     assert_eq!(t2.labels(ahead), ["in review"]);
 }
 
@@ -256,7 +274,10 @@ fn merged_mr_found_from_the_commit() {
     assert_eq!(json["mr"], iid);
     assert_eq!(json["state"], "merged");
     assert_eq!(json["label"], "test");
-    assert_eq!(actions(&json), pairs(&[("restorepoint/product#1", "moved")]));
+    assert_eq!(
+        actions(&json),
+        pairs(&[("restorepoint/product#1", "moved")])
+    );
     assert_eq!(t.labels(issue), ["test"]);
 
     // A direct push: no MR, a warning, exit 0.
@@ -283,7 +304,11 @@ fn a_draft_waits_until_it_is_ready() {
         pairs(&[("restorepoint/product#1", "skipped-draft")])
     );
     assert_eq!(t.puts(), 0);
-    assert_eq!(t.gitlab.count("GET", "/issues/1"), 0, "no issue read for a draft");
+    assert_eq!(
+        t.gitlab.count("GET", "/issues/1"),
+        0,
+        "no issue read for a draft"
+    );
     assert_eq!(t.labels(issue), ["in development"]);
 
     t.gitlab.edit_mr(iid, |mr| {
@@ -291,7 +316,10 @@ fn a_draft_waits_until_it_is_ready() {
         mr.title = format!("fix #{issue}");
     });
     let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
-    assert_eq!(actions(&json), pairs(&[("restorepoint/product#1", "moved")]));
+    assert_eq!(
+        actions(&json),
+        pairs(&[("restorepoint/product#1", "moved")])
+    );
     assert_eq!(t.labels(issue), ["in review"]);
 
     // drafts_wait: false moves at once.
@@ -303,7 +331,10 @@ fn a_draft_waits_until_it_is_ready() {
         ..NewMr::default()
     });
     let (_, json, _) = t2.run(&["--mr", &iid.to_string()]);
-    assert_eq!(actions(&json), pairs(&[("restorepoint/product#1", "moved")]));
+    assert_eq!(
+        actions(&json),
+        pairs(&[("restorepoint/product#1", "moved")])
+    );
 }
 
 #[test]
@@ -312,7 +343,12 @@ fn scoped_labels_and_an_explicit_target() {
     let t = Setup::new(config);
     t.gitlab.add_labels(
         PROJECT_ID,
-        &["workflow::to do", "workflow::in review", "workflow::test", "blocked"],
+        &[
+            "workflow::to do",
+            "workflow::in review",
+            "workflow::test",
+            "blocked",
+        ],
     );
     let issue = t.issue(&["team::db", "workflow::to do"]);
     let iid = t.gitlab.add_mr(NewMr {
@@ -369,8 +405,14 @@ fn job_token_cannot_edit_issues_and_says_so() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("moving issue restorepoint/product#1"), "{stderr}");
-    assert!(stderr.contains("edit issues") && stderr.contains("`api` scope"), "{stderr}");
+    assert!(
+        stderr.contains("moving issue restorepoint/product#1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("edit issues") && stderr.contains("`api` scope"),
+        "{stderr}"
+    );
     assert_eq!(t.labels(issue), Vec::<String>::new());
 }
 
@@ -383,12 +425,21 @@ fn dry_run_plans_the_edits() {
         ..NewMr::default()
     });
     let out = rp_devops_with(&t.gitlab, t.home.path())
-        .args(["--json", "--dry-run", "transition-issues", "--mr", &iid.to_string()])
+        .args([
+            "--json",
+            "--dry-run",
+            "transition-issues",
+            "--mr",
+            &iid.to_string(),
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(actions(&json), pairs(&[("restorepoint/product#1", "would-move")]));
+    assert_eq!(
+        actions(&json),
+        pairs(&[("restorepoint/product#1", "would-move")])
+    );
     assert!(
         stderr.contains("dry-run: would PUT projects/855/issues/1: add_labels=[\"in review\"] remove_labels=[\"to do\"]"),
         "{stderr}"
@@ -402,7 +453,10 @@ fn mr_not_found_and_missing_config() {
     let t = Setup::new(CONFIG);
     let (code, _, stderr) = t.run(&["--mr", "5"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("merge request !5 not found in project restorepoint/product"), "{stderr}");
+    assert!(
+        stderr.contains("merge request !5 not found in project restorepoint/product"),
+        "{stderr}"
+    );
 
     let t = Setup::new("");
     let iid = t.gitlab.add_mr(NewMr::default());
@@ -413,4 +467,28 @@ fn mr_not_found_and_missing_config() {
     let (code, _, stderr) = t.run(&[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("pass --mr IID or --commit SHA"), "{stderr}");
+}
+
+#[test]
+fn help_text() {
+    let home = tempfile::tempdir().unwrap();
+    let out = support::rp_devops(home.path())
+        .args(["transition-issues", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn json_result_shape() {
+    let t = Setup::new(CONFIG);
+    let moved = t.issue(&["to do"]);
+    let closed = t.gitlab.add_issue("x", "", &["to do"], "closed");
+    let iid = t.gitlab.add_mr(NewMr {
+        description: format!("#{moved} #{closed}"),
+        ..NewMr::default()
+    });
+    let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
+    insta::assert_json_snapshot!(json);
 }

@@ -71,10 +71,17 @@ impl Server {
                 server.port = port;
                 break;
             }
-            if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("serve exited with {status}: {log}");
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "serve did not start: {log}");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "serve did not start: {log}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         server
@@ -88,12 +95,18 @@ impl Server {
     fn handled(&self) -> usize {
         self.log()
             .lines()
-            .filter(|l| l.starts_with("webhook: !") && !l.contains("retrying") && !l.contains("not handled"))
+            .filter(|l| {
+                l.starts_with("webhook: !") && !l.contains("retrying") && !l.contains("not handled")
+            })
             .count()
     }
 
     fn wait_handled(&self, n: usize) {
-        wait_for(Duration::from_secs(60), || self.handled() >= n, || self.log());
+        wait_for(
+            Duration::from_secs(60),
+            || self.handled() >= n,
+            || self.log(),
+        );
     }
 
     /// POST a payload; (status, answer).
@@ -144,7 +157,11 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 return status.code();
             }
-            assert!(started.elapsed() < limit, "serve did not exit: {}", self.log());
+            assert!(
+                started.elapsed() < limit,
+                "serve did not exit: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -276,7 +293,7 @@ fn wrong_token_and_bad_signatures_get_401() {
     let (status, _) = server.post(&body, &[("x-gitlab-token", "wrong".to_owned())]);
     assert_eq!(status, 401);
     // Right token, but no signature, a bad one, or a stale one.
-    let (status, answer) = server.post(&body, &[token.clone()]);
+    let (status, answer) = server.post(&body, std::slice::from_ref(&token));
     assert_eq!(status, 401);
     assert_eq!(answer["error"], "missing webhook-id");
     let ts = now();
@@ -295,9 +312,15 @@ fn wrong_token_and_bad_signatures_get_401() {
     let old = ts - 600;
     let (status, answer) = server.post(&body, &headers("msg_1", old, sign("msg_1", old, &body)));
     assert_eq!(status, 401);
-    assert!(answer["error"].as_str().unwrap().contains("too far"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("too far"),
+        "{answer}"
+    );
     std::thread::sleep(Duration::from_millis(200));
-    assert!(gitlab.requests().is_empty(), "nothing done for rejected requests");
+    assert!(
+        gitlab.requests().is_empty(),
+        "nothing done for rejected requests"
+    );
 
     // Correctly signed (among other signatures): accepted.
     let good = format!("v1,bm90IGl0 {}", sign("msg_1", ts, &body));
@@ -360,14 +383,23 @@ fn gitlab_down_while_handling_is_retried_and_does_not_block_other_mrs() {
     for _ in 0..200 {
         gitlab.push_route_fault("GET", "/merge_requests/1", Fault::Status(503, None));
     }
-    assert_eq!(server.deliver(&payload(1, "open", json!({})), "down-1").0, 200);
+    assert_eq!(
+        server.deliver(&payload(1, "open", json!({})), "down-1").0,
+        200
+    );
     wait_for(
         Duration::from_secs(30),
-        || server.log().contains("webhook: !1 in project 855 (open): ") && server.log().contains("retrying in"),
+        || {
+            server.log().contains("webhook: !1 in project 855 (open): ")
+                && server.log().contains("retrying in")
+        },
         || server.log(),
     );
     // Meanwhile MR 2 is handled.
-    assert_eq!(server.deliver(&payload(2, "open", json!({})), "down-2").0, 200);
+    assert_eq!(
+        server.deliver(&payload(2, "open", json!({})), "down-2").0,
+        200
+    );
     server.wait_handled(1);
     assert_eq!(open_threads(&gitlab, 2), 1);
     assert_eq!(open_threads(&gitlab, 1), 0);
@@ -385,7 +417,13 @@ fn gitlab_down_while_handling_is_retried_and_does_not_block_other_mrs() {
 #[test]
 fn a_hundred_events_for_twenty_mrs_at_once() {
     let mrs: Vec<(&str, &str)> = (0..20)
-        .map(|n| if n % 2 == 0 { ("5.3.1", "5.4.0") } else { ("5.4.1", "5.4.0") })
+        .map(|n| {
+            if n % 2 == 0 {
+                ("5.3.1", "5.4.0")
+            } else {
+                ("5.4.1", "5.4.0")
+            }
+        })
         .collect();
     let gitlab = gitlab_with(&mrs);
     gitlab.random_faults(1.0, 1, vec![Fault::Slow(Duration::from_millis(5))]);
@@ -394,7 +432,10 @@ fn a_hundred_events_for_twenty_mrs_at_once() {
     for iid in 1..=20u64 {
         events.push((payload(iid, "open", json!({})), format!("open-{iid}")));
         for k in 0..4 {
-            events.push((payload(iid, "update", json!({})), format!("update-{iid}-{k}")));
+            events.push((
+                payload(iid, "update", json!({})),
+                format!("update-{iid}-{k}"),
+            ));
         }
     }
     fastrand::Rng::with_seed(3).shuffle(&mut events);
@@ -462,7 +503,11 @@ fn sigterm_lets_queued_events_finish() {
     for iid in 1..=6u64 {
         assert_eq!(open_threads(&gitlab, iid), 1);
     }
-    assert!(server.log().contains("shut down cleanly"), "{}", server.log());
+    assert!(
+        server.log().contains("shut down cleanly"),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]

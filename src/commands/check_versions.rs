@@ -127,7 +127,9 @@ fn human_line(outcome: &CheckVersionsOutcome, granularity: crate::versions::Gran
     let would = if outcome.planned { "would be " } else { "" };
     let thread = match outcome.action {
         ThreadAction::Created => format!("version-check thread {would}opened"),
-        ThreadAction::Updated => format!("version-check thread open, {would}updated with the new versions"),
+        ThreadAction::Updated => {
+            format!("version-check thread open, {would}updated with the new versions")
+        }
         ThreadAction::Exists => "version-check thread already open".to_owned(),
         ThreadAction::Acknowledged => {
             "version-check thread resolved by a person for these versions: left alone".to_owned()

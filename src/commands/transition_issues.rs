@@ -131,9 +131,11 @@ fn selector(args: &TransitionIssuesArgs, settings: &Settings) -> Result<MrSelect
     if let Some(sha) = settings.env.get("CI_COMMIT_SHA") {
         return commit(sha, "CI_COMMIT_SHA");
     }
-    Err(UsageError::new("no merge request: pass --mr IID or --commit SHA")
-        .with_hint("in GitLab CI, CI_MERGE_REQUEST_IID (MR pipelines) or CI_COMMIT_SHA is used")
-        .into())
+    Err(
+        UsageError::new("no merge request: pass --mr IID or --commit SHA")
+            .with_hint("in GitLab CI, CI_MERGE_REQUEST_IID (MR pipelines) or CI_COMMIT_SHA is used")
+            .into(),
+    )
 }
 
 fn action_name(action: IssueAction, planned: bool) -> &'static str {
@@ -176,7 +178,10 @@ fn render_human(out: &mut dyn std::io::Write, outcome: &TransitionOutcome) -> st
         writeln!(out, "  no issue referenced")?;
     }
     for t in &outcome.issues {
-        let from = t.from.as_deref().map_or("-".to_owned(), |f| format!("{f:?}"));
+        let from = t
+            .from
+            .as_deref()
+            .map_or("-".to_owned(), |f| format!("{f:?}"));
         writeln!(
             out,
             "  {:<12} {} (was {from})",

@@ -32,12 +32,18 @@ impl GitLab {
             Self::project_path(project)
         );
         let summary = format!("resolvable thread on !{iid}: {}", summary_of(body));
-        self.write(Method::Post, &path, &json!({ "body": body }), &summary, || {
-            Ok(self
-                .merge_request_discussions(project, iid)?
-                .into_iter()
-                .find(|d| d.first_note().is_some_and(|n| n.body.starts_with(marker))))
-        })
+        self.write(
+            Method::Post,
+            &path,
+            &json!({ "body": body }),
+            &summary,
+            || {
+                Ok(self
+                    .merge_request_discussions(project, iid)?
+                    .into_iter()
+                    .find(|d| d.first_note().is_some_and(|n| n.body.starts_with(marker))))
+            },
+        )
     }
 
     /// Reply in a thread; `body` starts with `marker`.
@@ -55,14 +61,20 @@ impl GitLab {
             encode(discussion)
         );
         let summary = format!("reply in thread {discussion}: {}", summary_of(body));
-        self.write(Method::Post, &path, &json!({ "body": body }), &summary, || {
-            Ok(self
-                .merge_request_discussions(project, iid)?
-                .into_iter()
-                .filter(|d| d.id == discussion)
-                .flat_map(|d| d.notes)
-                .find(|n| n.body.starts_with(marker)))
-        })
+        self.write(
+            Method::Post,
+            &path,
+            &json!({ "body": body }),
+            &summary,
+            || {
+                Ok(self
+                    .merge_request_discussions(project, iid)?
+                    .into_iter()
+                    .filter(|d| d.id == discussion)
+                    .flat_map(|d| d.notes)
+                    .find(|n| n.body.starts_with(marker)))
+            },
+        )
     }
 
     /// Resolve (or unresolve) a thread; idempotent.
@@ -96,7 +108,11 @@ fn summary_of(body: &str) -> String {
         Some((head, rest)) if head.trim_start().starts_with("<!--") => rest,
         _ => body,
     };
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
     let mut out: String = line.chars().take(100).collect();
     if line.chars().count() > 100 {
         out.push('…');

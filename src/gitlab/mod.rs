@@ -31,8 +31,7 @@ pub use files::FileContent;
 pub use issues::NewIssue;
 pub use projects::is_status;
 pub use types::{
-    Commit, Discussion, DiscussionNote, Issue, Label, MergeRequest, Note, Project, References,
-    User,
+    Commit, Discussion, DiscussionNote, Issue, Label, MergeRequest, Note, Project, References, User,
 };
 
 use std::fmt;

@@ -195,9 +195,10 @@ mod tests {
 
     #[test]
     fn real_merge_request_json() {
-        let mr: MergeRequest =
-            serde_json::from_str(include_str!("../../tests/fixtures/gitlab/merge_request.json"))
-                .unwrap();
+        let mr: MergeRequest = serde_json::from_str(include_str!(
+            "../../tests/fixtures/gitlab/merge_request.json"
+        ))
+        .unwrap();
         assert_eq!(mr.iid, 35);
         assert_eq!(mr.state, "merged");
         assert_eq!(mr.source_project_id, 856);
@@ -214,8 +215,7 @@ mod tests {
             serde_json::from_str(include_str!("../../tests/fixtures/gitlab/discussion.json"))
                 .unwrap();
         assert_eq!(discussions.len(), 12);
-        let threads: Vec<&Discussion> =
-            discussions.iter().filter(|d| d.is_resolvable()).collect();
+        let threads: Vec<&Discussion> = discussions.iter().filter(|d| d.is_resolvable()).collect();
         assert_eq!(threads.len(), 2);
         assert!(threads.iter().all(|d| d.is_resolved()));
         assert!(!discussions[0].is_resolvable());

@@ -162,10 +162,9 @@ pub fn check_versions(
         let version = match content {
             FileContent::Found(text) => match request.source.extract(&text) {
                 Ok(version) => SideVersion::Read(version),
-                Err(why) => SideVersion::Unreadable(format!(
-                    "{} at {branch:?}: {why}",
-                    request.file
-                )),
+                Err(why) => {
+                    SideVersion::Unreadable(format!("{} at {branch:?}: {why}", request.file))
+                }
             },
             FileContent::Missing(message) => SideVersion::Unreadable(format!(
                 "{} at {branch:?} (project {project_id}): GitLab answered {message}",
@@ -238,7 +237,9 @@ pub fn check_versions(
                             &thread::resolved_body(&facts),
                             RESOLVED_MARKER,
                         )
-                        .with_context(|| writing("noting the versions match in the version-check thread"))?
+                        .with_context(|| {
+                            writing("noting the versions match in the version-check thread")
+                        })?
                         .is_planned();
                 }
                 planned |= gitlab

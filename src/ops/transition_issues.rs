@@ -129,7 +129,10 @@ pub struct TransitionOutcome {
     pub notices: Vec<Notice>,
 }
 
-pub fn transition_issues(gitlab: &GitLab, request: &TransitionRequest) -> Result<TransitionOutcome> {
+pub fn transition_issues(
+    gitlab: &GitLab,
+    request: &TransitionRequest,
+) -> Result<TransitionOutcome> {
     let project = request.project.as_str();
     let mut outcome = TransitionOutcome::default();
     let Some(mr) = find_mr(gitlab, project, &request.mr)? else {
@@ -159,10 +162,8 @@ pub fn transition_issues(gitlab: &GitLab, request: &TransitionRequest) -> Result
         }
     };
     outcome.label = Some(label.clone());
-    let waiting = state == MrState::Opened
-        && mr.is_draft()
-        && policy.drafts_wait
-        && request.to.is_none();
+    let waiting =
+        state == MrState::Opened && mr.is_draft() && policy.drafts_wait && request.to.is_none();
 
     let commits = gitlab
         .merge_request_commits(&mr.project_id.to_string(), mr.iid)
@@ -208,7 +209,9 @@ pub fn transition_issues(gitlab: &GitLab, request: &TransitionRequest) -> Result
                         Ok(found) => Some(found.id),
                         Err(err) if is_status(&err, 404) => None,
                         Err(err) => {
-                            return Err(err.context(format!("looking up project {path} (referenced as {shown})")));
+                            return Err(err.context(format!(
+                                "looking up project {path} (referenced as {shown})"
+                            )));
                         }
                     };
                     project_ids.insert(path.to_ascii_lowercase(), id);
@@ -217,7 +220,9 @@ pub fn transition_issues(gitlab: &GitLab, request: &TransitionRequest) -> Result
             },
         };
         let Some(project_id) = project_id else {
-            outcome.notices.push(Notice::IssueNotFound { reference: shown });
+            outcome
+                .notices
+                .push(Notice::IssueNotFound { reference: shown });
             continue;
         };
         if !seen.insert((project_id, reference.iid)) {
@@ -226,7 +231,9 @@ pub fn transition_issues(gitlab: &GitLab, request: &TransitionRequest) -> Result
         let issue = match gitlab.issue(&project_id.to_string(), reference.iid) {
             Ok(issue) => issue,
             Err(err) if is_status(&err, 404) => {
-                outcome.notices.push(Notice::IssueNotFound { reference: shown });
+                outcome
+                    .notices
+                    .push(Notice::IssueNotFound { reference: shown });
                 continue;
             }
             Err(err) => return Err(err.context(format!("reading issue {shown}"))),
@@ -238,9 +245,12 @@ pub fn transition_issues(gitlab: &GitLab, request: &TransitionRequest) -> Result
             .filter(|f| !f.is_empty())
             .unwrap_or(shown);
         let from = policy.board.column(&issue.labels).map(str::to_owned);
-        let decision = policy
-            .board
-            .decide(&issue.labels, issue.is_closed(), &label, policy.forward_only);
+        let decision = policy.board.decide(
+            &issue.labels,
+            issue.is_closed(),
+            &label,
+            policy.forward_only,
+        );
         let action = match decision {
             Decision::Move { remove, .. } => {
                 moves.push((project_id, issue.iid, remove));
@@ -321,7 +331,9 @@ fn find_mr(gitlab: &GitLab, project: &str, selector: &MrSelector) -> Result<Opti
                 "check --mr (or CI_MERGE_REQUEST_IID) and --project (or CI_PROJECT_ID, \
                  gitlab.project), and that the token's user can see the merge request",
             ))),
-            Err(err) => Err(err.context(format!("reading merge request !{iid} of project {project}"))),
+            Err(err) => {
+                Err(err.context(format!("reading merge request !{iid} of project {project}")))
+            }
         },
         MrSelector::Commit(sha) => {
             let candidates = match gitlab.commit_merge_requests(project, sha) {
@@ -333,8 +345,10 @@ fn find_mr(gitlab: &GitLab, project: &str, selector: &MrSelector) -> Result<Opti
                     )));
                 }
             };
-            let merged: Vec<MergeRequest> =
-                candidates.into_iter().filter(|m| m.state == "merged").collect();
+            let merged: Vec<MergeRequest> = candidates
+                .into_iter()
+                .filter(|m| m.state == "merged")
+                .collect();
             let by_sha = |m: &&MergeRequest| {
                 [&m.merge_commit_sha, &m.squash_commit_sha, &m.sha]
                     .into_iter()

@@ -440,7 +440,11 @@ async fn receive(State(hook): State<Arc<Webhook>>, request: Request) -> Response
 }
 
 fn answer(status: StatusCode, message: &str) -> Response {
-    let key = if status.is_success() { "status" } else { "error" };
+    let key = if status.is_success() {
+        "status"
+    } else {
+        "error"
+    };
     (status, axum::Json(serde_json::json!({ key: message }))).into_response()
 }
 
@@ -521,9 +525,7 @@ fn marked_ready(changes: Option<&serde_json::Value>) -> bool {
     let Some(changes) = changes else { return false };
     let flag = |key: &str| {
         let change = changes.get(key)?;
-        Some(
-            change.get("previous")?.as_bool()? && !change.get("current")?.as_bool()?,
-        )
+        Some(change.get("previous")?.as_bool()? && !change.get("current")?.as_bool()?)
     };
     if flag("draft").or_else(|| flag("work_in_progress")) == Some(true) {
         return true;
@@ -669,7 +671,10 @@ mod tests {
             r#"{"title":{"previous":"x","current":"Draft: x"}}"#,
             r#"{"title":{"previous":"a","current":"b"}}"#,
         ] {
-            assert!(!jobs(&event("update", not_ready)).unwrap().transition, "{not_ready}");
+            assert!(
+                !jobs(&event("update", not_ready)).unwrap().transition,
+                "{not_ready}"
+            );
         }
         assert_eq!(
             jobs(&event("merge", "{}")),
@@ -704,10 +709,16 @@ mod tests {
         let body = br#"{"object_kind":"merge_request"}"#;
         let now = 1_700_000_000;
         let good = signed(&key, "msg_1", now, body);
-        assert_eq!(verify_signature(&key, &headers("msg_1", now, &good), body, now), Ok(()));
+        assert_eq!(
+            verify_signature(&key, &headers("msg_1", now, &good), body, now),
+            Ok(())
+        );
         // Several entries: any one matching is enough.
         let several = format!("v1,AAAA {good} v2,zzz");
-        assert_eq!(verify_signature(&key, &headers("msg_1", now, &several), body, now), Ok(()));
+        assert_eq!(
+            verify_signature(&key, &headers("msg_1", now, &several), body, now),
+            Ok(())
+        );
         // Another body, id or key: refused.
         assert!(verify_signature(&key, &headers("msg_1", now, &good), b"{}", now).is_err());
         assert!(verify_signature(&key, &headers("msg_2", now, &good), body, now).is_err());

@@ -60,13 +60,11 @@ impl Version {
         let split = text.find(['-', '+']).unwrap_or(text.len());
         let (core, suffix) = text.split_at(split);
         let mut numbers = [0u64; 3];
-        let mut count = 0;
-        for part in core.split('.') {
-            if count == 3 || part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+        for (index, part) in core.split('.').enumerate() {
+            if index == 3 || part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
             }
-            numbers[count] = part.parse().ok()?;
-            count += 1;
+            numbers[index] = part.parse().ok()?;
         }
         let [major, minor, patch] = numbers;
         // semver checks the pre-release and build identifiers (and so keeps
@@ -252,7 +250,9 @@ mod tests {
         let s = VersionSource::first_line();
         assert_eq!(s.extract("5.4.0\n").unwrap().to_string(), "5.4.0");
         assert_eq!(
-            s.extract("# product version\n\n  5.4\n").unwrap().to_string(),
+            s.extract("# product version\n\n  5.4\n")
+                .unwrap()
+                .to_string(),
             "5.4.0"
         );
         assert_eq!(s.extract("\r\n5.4.2\r\n").unwrap().to_string(), "5.4.2");
@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(s.extract(go).unwrap().to_string(), "5.4.1");
         assert_eq!(s.extract("package x\n"), Err(Unreadable::NoMatch));
         let s = VersionSource::pattern(r"^(?P<version>\d+\.\d+\.\d+)").unwrap();
-        assert_eq!(s.extract("# c\n5.3.9 (lts)\n").unwrap().to_string(), "5.3.9");
+        assert_eq!(
+            s.extract("# c\n5.3.9 (lts)\n").unwrap().to_string(),
+            "5.3.9"
+        );
         let s = VersionSource::pattern(r"version: (?P<version>\S+)").unwrap();
         assert_eq!(s.extract("version: banana"), Err(Unreadable::NotAVersion));
     }

@@ -174,7 +174,14 @@ mod tests {
             read_marker("<!-- rp-devops:version-check -->\nold"),
             Some(Recorded { versions: None })
         );
-        assert_eq!(read_marker(&changed_body(&facts("b", &s, &t))).unwrap().versions.unwrap().0, s);
+        assert_eq!(
+            read_marker(&changed_body(&facts("b", &s, &t)))
+                .unwrap()
+                .versions
+                .unwrap()
+                .0,
+            s
+        );
     }
 
     #[test]
@@ -209,11 +216,20 @@ mod tests {
             for (n, line) in body.lines().enumerate() {
                 assert!(!line.trim_start().starts_with('/'), "{line:?}");
                 if n > 0 {
-                    assert!(!line.contains(MARKER_PREFIX) || line.contains('`'), "{line:?}");
+                    assert!(
+                        !line.contains(MARKER_PREFIX) || line.contains('`'),
+                        "{line:?}"
+                    );
                 }
             }
-            assert_eq!(body.lines().count(), mismatch_body(&facts("plain", &s, &t)).lines().count());
-            assert_eq!(read_marker(&body).unwrap().versions, Some((s.clone(), t.clone())));
+            assert_eq!(
+                body.lines().count(),
+                mismatch_body(&facts("plain", &s, &t)).lines().count()
+            );
+            assert_eq!(
+                read_marker(&body).unwrap().versions,
+                Some((s.clone(), t.clone()))
+            );
         }
         assert_eq!(inline_code("a`b"), "`` a`b ``");
         assert_eq!(inline_code("main"), "`main`");

@@ -117,7 +117,12 @@ impl FakeGitLab {
     /// Add a merge request to the default project; its IID.
     pub fn add_mr(&self, mr: NewMr) -> u64 {
         let mut s = self.lock();
-        let iid = s.mr.mrs.iter().filter(|m| m.project_id == PROJECT_ID).count() as u64 + 1;
+        let iid =
+            s.mr.mrs
+                .iter()
+                .filter(|m| m.project_id == PROJECT_ID)
+                .count() as u64
+                + 1;
         let base = 0xc0_0000 + iid * 100;
         let commits: Vec<(String, String)> = mr
             .commits
@@ -148,12 +153,11 @@ impl FakeGitLab {
     /// Change a merge request (state, draft, target branch...).
     pub fn edit_mr(&self, iid: u64, edit: impl FnOnce(&mut FakeMr)) {
         let mut s = self.lock();
-        let mr = s
-            .mr
-            .mrs
-            .iter_mut()
-            .find(|m| m.project_id == PROJECT_ID && m.iid == iid)
-            .expect("no such MR");
+        let mr =
+            s.mr.mrs
+                .iter_mut()
+                .find(|m| m.project_id == PROJECT_ID && m.iid == iid)
+                .expect("no such MR");
         edit(mr);
     }
 
@@ -207,12 +211,11 @@ impl FakeGitLab {
     pub fn person_comments(&self, iid: u64, body: &str, resolvable: bool) -> String {
         let mut s = self.lock();
         let (id, note) = s.mr.new_ids();
-        let mr = s
-            .mr
-            .mrs
-            .iter_mut()
-            .find(|m| m.project_id == PROJECT_ID && m.iid == iid)
-            .expect("no such MR");
+        let mr =
+            s.mr.mrs
+                .iter_mut()
+                .find(|m| m.project_id == PROJECT_ID && m.iid == iid)
+                .expect("no such MR");
         mr.discussions.push(FakeDiscussion {
             id: id.clone(),
             notes: vec![FakeMrNote {
@@ -363,17 +366,16 @@ pub fn route(
         }
         ("GET", ["repository", "commits", sha, "merge_requests"]) => {
             let sha = decode(sha);
-            let items = s
-                .mr
-                .mrs
-                .iter()
-                .filter(|m| m.project_id == pid)
-                .filter(|m| {
-                    m.merge_commit_sha.as_deref() == Some(sha.as_str())
-                        || m.commits.iter().any(|(c, _)| *c == sha)
-                })
-                .map(|m| mr_json(s, m))
-                .collect();
+            let items =
+                s.mr.mrs
+                    .iter()
+                    .filter(|m| m.project_id == pid)
+                    .filter(|m| {
+                        m.merge_commit_sha.as_deref() == Some(sha.as_str())
+                            || m.commits.iter().any(|(c, _)| *c == sha)
+                    })
+                    .map(|m| mr_json(s, m))
+                    .collect();
             paginate(s, request, params, items)
         }
         ("GET", ["merge_requests", iid]) => match find_mr_index(s, pid, iid) {
@@ -468,7 +470,10 @@ pub fn route(
                 .map(|r| r == "true")
                 .or_else(|| body.get("resolved").and_then(Value::as_bool));
             let Some(resolved) = resolved else {
-                return Some(json_response(400, &json!({ "error": "resolved is missing" })));
+                return Some(json_response(
+                    400,
+                    &json!({ "error": "resolved is missing" }),
+                ));
             };
             let Some(i) = find_mr_index(s, pid, iid) else {
                 return Some(not_found());
