@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
+use crate::output;
+use crate::settings::GlobalOptions;
 
 /// DevOps automation for teams that live in GitLab.
 ///
@@ -83,4 +85,27 @@ pub struct GlobalArgs {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+impl GlobalArgs {
+    /// The plain values settings resolution takes (it knows nothing of clap).
+    pub fn to_options(&self) -> GlobalOptions {
+        GlobalOptions {
+            config: self.config.clone(),
+            gitlab_url: self.gitlab_url.clone(),
+            gitlab_token_file: self.gitlab_token_file.clone(),
+            project: self.project.clone(),
+            dry_run: self.dry_run,
+            output: if self.json {
+                Some(output::OutputFormat::Json)
+            } else {
+                self.output.map(|format| match format {
+                    OutputFormat::Human => output::OutputFormat::Human,
+                    OutputFormat::Json => output::OutputFormat::Json,
+                })
+            },
+            verbose: self.verbose,
+            quiet: self.quiet,
+        }
+    }
 }

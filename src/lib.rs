@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod git;
 pub mod gitlab;
+pub mod ops;
 pub mod output;
 pub mod races;
 pub mod release;
@@ -37,7 +38,11 @@ pub fn main() -> ExitStatus {
     let outcome = std::env::current_dir()
         .map_err(anyhow::Error::from)
         .and_then(|cwd| {
-            settings::Settings::resolve(&cli.global, settings::Env::from_process(), &cwd)
+            settings::Settings::resolve(
+                &cli.global.to_options(),
+                settings::Env::from_process(),
+                &cwd,
+            )
         })
         .and_then(|settings| commands::run(cli.command, &settings));
     match outcome {

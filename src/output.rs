@@ -13,8 +13,15 @@ use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
+use crate::gitlab::PlannedWrite;
 use crate::settings::Settings;
+
+/// What stdout carries: a human rendering or exactly one JSON document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
 
 #[derive(Debug, Clone)]
 pub struct Printer {
@@ -59,6 +66,15 @@ impl Printer {
     pub fn would(&self, method: &str, path: &str, summary: impl Display) {
         if self.verbosity >= 0 {
             eprintln!("dry-run: would {method} {path}: {summary}");
+        }
+    }
+
+    /// The writes a dry run planned instead of sending, one line each, in the
+    /// order the operation would have made them. Every command's plan reads
+    /// alike because every planned write comes from a client in dry-run mode.
+    pub fn planned(&self, writes: &[PlannedWrite]) {
+        for write in writes {
+            self.would(&write.method, &write.path, &write.summary);
         }
     }
 

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::cli::{GlobalArgs, OutputFormat};
 use crate::config::{Config, DEFAULT_CONFIG_FILE};
 use crate::error::UsageError;
-use crate::gitlab::RetryPolicy;
+use crate::gitlab::{GitLab, RetryPolicy};
+use crate::output::{OutputFormat, Printer};
 
 /// A snapshot of the environment variables, taken once at start-up.
 #[derive(Clone, Default)]
@@ -144,6 +144,21 @@ impl GitLabSettings {
     }
 }
 
+/// The global options as plain values: what the command line said, before
+/// the environment and the config file are consulted.
+#[derive(Debug, Clone, Default)]
+pub struct GlobalOptions {
+    pub config: Option<PathBuf>,
+    pub gitlab_url: Option<String>,
+    pub gitlab_token_file: Option<PathBuf>,
+    pub project: Option<String>,
+    pub dry_run: bool,
+    /// `None` when no flag chose (then `RP_OUTPUT`, then human).
+    pub output: Option<OutputFormat>,
+    pub verbose: u8,
+    pub quiet: u8,
+}
+
 /// Everything a command may read about how it was asked to run.
 #[derive(Debug)]
 pub struct Settings {
@@ -174,8 +189,24 @@ impl Settings {
             .unwrap_or_else(|| "unknown-host".to_owned())
     }
 
+    /// The one factory of GitLab clients: live, or in dry-run mode planning
+    /// its writes; with `--dry-run` and no GitLab URL at all, the offline
+    /// client (nothing read, everything new). Retries are reported on stderr.
+    pub fn gitlab_client(&self, printer: &Printer) -> Result<GitLab> {
+        if self.dry_run && self.gitlab.url.is_none() {
+            return Ok(GitLab::offline());
+        }
+        let warn = printer.clone();
+        let client = GitLab::new(&self.gitlab, self.retry)?.on_retry(move |m| warn.warn(m));
+        Ok(if self.dry_run {
+            client.planning()
+        } else {
+            client
+        })
+    }
+
     /// Resolve the global flags, the environment and the config file.
-    pub fn resolve(args: &GlobalArgs, env: Env, cwd: &Path) -> Result<Self> {
+    pub fn resolve(args: &GlobalOptions, env: Env, cwd: &Path) -> Result<Self> {
         let config_path = match (&args.config, env.get("RP_DEVOPS_CONFIG")) {
             (Some(path), _) => Some(cwd.join(path)),
             (None, Some(path)) => Some(cwd.join(path)),
@@ -206,9 +237,7 @@ impl Settings {
             .or_else(|| env.get("CI_PROJECT_ID").map(str::to_owned))
             .or_else(|| config.gitlab.project.clone());
 
-        let output = if args.json {
-            OutputFormat::Json
-        } else if let Some(format) = args.output {
+        let output = if let Some(format) = args.output {
             format
         } else {
             match env.get("RP_OUTPUT") {
@@ -294,7 +323,7 @@ fn normalize_url(url: &str) -> Result<String> {
 /// and cannot write, so letting it shadow a token the user named on purpose
 /// would break every write in CI.
 fn resolve_token(
-    args: &GlobalArgs,
+    args: &GlobalOptions,
     env: &Env,
     config: &Config,
     cwd: &Path,
@@ -355,7 +384,7 @@ mod tests {
         full.extend_from_slice(&["scan-races", "-"]);
         let cli = crate::cli::Cli::try_parse_from(full)?;
         Settings::resolve(
-            &cli.global,
+            &cli.global.to_options(),
             Env::from_pairs(env.iter().copied()),
             dir.path(),
         )

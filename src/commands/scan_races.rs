@@ -547,11 +547,9 @@ fn file_races(
                     }
                     Some(client) => {
                         let issue =
-                            client
-                                .create_issue(&project, &new, &marker)
-                                .with_context(|| {
-                                    format!("creating the issue for {:?}", sighting.title)
-                                })?;
+                            sent(client.create_issue(&project, &new, &marker).with_context(
+                                || format!("creating the issue for {:?}", sighting.title),
+                            )?)?;
                         printer.detail(format!("created #{} {}", issue.iid, issue.web_url));
                         race.issue = Some(IssueRef::from(&issue));
                         race.action = "created";
@@ -689,6 +687,14 @@ fn resolve_concurrent_creations(
         results[index].issue = Some(IssueRef::from(original));
     }
     Ok(())
+}
+
+/// GitLab's answer to a write this command made for real (it branches on
+/// dry-run itself, so a planned write here is a bug).
+fn sent<T>(written: crate::gitlab::Written<T>) -> Result<T> {
+    written
+        .sent()
+        .ok_or_else(|| anyhow::anyhow!("internal error: a write was planned, not sent"))
 }
 
 /// The description with our marker put in, or `None` when it has it already.

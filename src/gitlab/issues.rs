@@ -7,7 +7,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use super::{GitLab, Issue, Method, Note, encode};
+use super::{GitLab, Issue, Method, Note, Written, encode};
 
 /// An issue to create.
 #[derive(Debug, Clone)]
@@ -29,14 +29,24 @@ impl GitLab {
     }
 
     /// Create an issue whose description contains `marker`.
-    pub fn create_issue(&self, project: &str, issue: &NewIssue, marker: &str) -> Result<Issue> {
+    pub fn create_issue(
+        &self,
+        project: &str,
+        issue: &NewIssue,
+        marker: &str,
+    ) -> Result<Written<Issue>> {
         let path = format!("{}/issues", Self::project_path(project));
         let body = json!({
             "title": issue.title,
             "description": issue.description,
             "labels": issue.labels.join(","),
         });
-        self.write(Method::Post, &path, &body, || {
+        let summary = format!(
+            "new issue {:?} labelled {:?}",
+            issue.title,
+            issue.labels.join(",")
+        );
+        self.write(Method::Post, &path, &body, &summary, || {
             Ok(self
                 .issues_with_labels(project, &issue.labels)?
                 .into_iter()
@@ -45,17 +55,17 @@ impl GitLab {
     }
 
     /// Reopen a closed issue (idempotent: reopening an open issue changes nothing).
-    pub fn reopen_issue(&self, project: &str, iid: u64) -> Result<Issue> {
+    pub fn reopen_issue(&self, project: &str, iid: u64) -> Result<Written<Issue>> {
         let path = format!("{}/issues/{iid}", Self::project_path(project));
         let body = json!({ "state_event": "reopen" });
-        self.write(Method::Put, &path, &body, || Ok(None))
+        self.write(Method::Put, &path, &body, "state_event=reopen", || Ok(None))
     }
 
     /// Close an issue (idempotent).
-    pub fn close_issue(&self, project: &str, iid: u64) -> Result<Issue> {
+    pub fn close_issue(&self, project: &str, iid: u64) -> Result<Written<Issue>> {
         let path = format!("{}/issues/{iid}", Self::project_path(project));
         let body = json!({ "state_event": "close" });
-        self.write(Method::Put, &path, &body, || Ok(None))
+        self.write(Method::Put, &path, &body, "state_event=close", || Ok(None))
     }
 
     /// Every note on an issue, oldest first.
@@ -74,14 +84,21 @@ impl GitLab {
         iid: u64,
         body: &str,
         marker: &str,
-    ) -> Result<Note> {
+    ) -> Result<Written<Note>> {
         let path = format!("{}/issues/{iid}/notes", Self::project_path(project));
-        self.write(Method::Post, &path, &json!({ "body": body }), || {
-            Ok(self
-                .issue_notes(project, iid)?
-                .into_iter()
-                .find(|note| note.body.contains(marker)))
-        })
+        let summary = format!("note of {} characters", body.chars().count());
+        self.write(
+            Method::Post,
+            &path,
+            &json!({ "body": body }),
+            &summary,
+            || {
+                Ok(self
+                    .issue_notes(project, iid)?
+                    .into_iter()
+                    .find(|note| note.body.contains(marker)))
+            },
+        )
     }
 }
 
@@ -92,12 +109,13 @@ impl GitLab {
         project: &str,
         iid: u64,
         description: &str,
-    ) -> Result<Issue> {
+    ) -> Result<Written<Issue>> {
         let path = format!("{}/issues/{iid}", Self::project_path(project));
         self.write(
             Method::Put,
             &path,
             &json!({ "description": description }),
+            "new description with the rp-devops marker",
             || Ok(None),
         )
     }

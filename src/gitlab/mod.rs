@@ -10,6 +10,13 @@
 //! `x-next-page` or `Link`, always against the configured base URL. Redirects
 //! to another host are never followed with credentials.
 //!
+//! Dry-run lives here, not in the operations: a client made by
+//! [`GitLab::planning`] reads as usual but records each write as a
+//! [`PlannedWrite`] and answers it with [`Written::Planned`], so an operation
+//! is written once and `--dry-run` prints the same kind of plan for every
+//! command. [`GitLab::offline`] is the dry run with no GitLab URL at all: every
+//! list is empty, single reads fail with a clear message, writes are planned.
+//!
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
@@ -21,6 +28,7 @@ pub use types::{Issue, Note, User};
 
 use std::fmt;
 use std::io::Read;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -146,16 +154,60 @@ pub enum Method {
     Get,
     Post,
     Put,
+    Delete,
 }
 
 impl Method {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
             Method::Put => "PUT",
+            Method::Delete => "DELETE",
         }
     }
+}
+
+/// A write a dry run did not send: method, path, and a one-line summary of
+/// the body (never a secret: bodies carry issue text, not credentials).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlannedWrite {
+    pub method: String,
+    pub path: String,
+    pub summary: String,
+}
+
+/// The outcome of a write: GitLab's answer, or, in dry-run mode, the fact
+/// that it was planned and not sent.
+#[derive(Debug, Clone)]
+pub enum Written<T> {
+    Sent(T),
+    Planned,
+}
+
+impl<T> Written<T> {
+    /// GitLab's answer, if the write was sent.
+    pub fn sent(self) -> Option<T> {
+        match self {
+            Written::Sent(value) => Some(value),
+            Written::Planned => None,
+        }
+    }
+
+    pub fn is_planned(&self) -> bool {
+        matches!(self, Written::Planned)
+    }
+}
+
+/// How a client treats writes.
+#[derive(Clone)]
+enum Mode {
+    /// Send everything.
+    Live,
+    /// Read for real, record writes.
+    Planning(Arc<Mutex<Vec<PlannedWrite>>>),
+    /// No GitLab at all: lists are empty, single reads fail, writes recorded.
+    Offline(Arc<Mutex<Vec<PlannedWrite>>>),
 }
 
 /// What one attempt ended in.
@@ -189,7 +241,24 @@ pub struct GitLab {
     api: String,
     token: Option<GitLabToken>,
     retry: RetryPolicy,
-    on_retry: Box<dyn Fn(&str) + Send + Sync>,
+    on_retry: Arc<dyn Fn(&str) + Send + Sync>,
+    mode: Mode,
+}
+
+impl Clone for GitLab {
+    /// A clone shares the agent (its connection pool) and, in dry-run mode,
+    /// the list of planned writes.
+    fn clone(&self) -> Self {
+        Self {
+            agent: self.agent.clone(),
+            base_url: self.base_url.clone(),
+            api: self.api.clone(),
+            token: self.token.clone(),
+            retry: self.retry,
+            on_retry: self.on_retry.clone(),
+            mode: self.mode.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for GitLab {
@@ -222,14 +291,84 @@ impl GitLab {
             base_url,
             token: settings.token.clone(),
             retry,
-            on_retry: Box::new(|_| {}),
+            on_retry: Arc::new(|_| {}),
+            mode: Mode::Live,
         })
+    }
+
+    /// The dry-run client with no GitLab URL configured: nothing is read from
+    /// anywhere (lists are empty, so everything looks new), single-object
+    /// reads fail saying a URL is needed, and writes are planned.
+    pub fn offline() -> Self {
+        Self {
+            agent: ureq::Agent::new_with_defaults(),
+            base_url: String::new(),
+            api: String::new(),
+            token: None,
+            retry: RetryPolicy::default(),
+            on_retry: Arc::new(|_| {}),
+            mode: Mode::Offline(Arc::default()),
+        }
+    }
+
+    /// This client in dry-run mode: reads as usual, writes recorded.
+    pub fn planning(mut self) -> Self {
+        if matches!(self.mode, Mode::Live) {
+            self.mode = Mode::Planning(Arc::default());
+        }
+        self
     }
 
     /// Called with a one-line reason before each retry (for stderr).
     pub fn on_retry(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
-        self.on_retry = Box::new(f);
+        self.on_retry = Arc::new(f);
         self
+    }
+
+    /// Whether writes are planned instead of sent.
+    pub fn is_dry_run(&self) -> bool {
+        !matches!(self.mode, Mode::Live)
+    }
+
+    /// Whether this is the dry run without any GitLab (see [`GitLab::offline`]).
+    pub fn is_offline(&self) -> bool {
+        matches!(self.mode, Mode::Offline(_))
+    }
+
+    /// The writes planned so far, in order (empty for a live client).
+    pub fn planned(&self) -> Vec<PlannedWrite> {
+        match &self.mode {
+            Mode::Live => Vec::new(),
+            Mode::Planning(plan) | Mode::Offline(plan) => {
+                plan.lock().map(|p| p.clone()).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Record a planned write, or `false` for a live client.
+    fn plan(&self, method: Method, path: &str, summary: &str) -> bool {
+        match &self.mode {
+            Mode::Live => false,
+            Mode::Planning(plan) | Mode::Offline(plan) => {
+                if let Ok(mut plan) = plan.lock() {
+                    plan.push(PlannedWrite {
+                        method: method.as_str().to_owned(),
+                        path: path.to_owned(),
+                        summary: summary.to_owned(),
+                    });
+                }
+                true
+            }
+        }
+    }
+
+    /// The error for a single-object read in an offline dry run.
+    fn offline_read(&self, path: &str) -> anyhow::Error {
+        UsageError::new(format!(
+            "--dry-run without a GitLab URL cannot read GET {path}"
+        ))
+        .with_hint("set --gitlab-url, RP_GITLAB_URL or gitlab.url (a dry run still writes nothing)")
+        .into()
     }
 
     pub fn base_url(&self) -> &str {
@@ -243,12 +382,18 @@ impl GitLab {
 
     /// GET one JSON document.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        if self.is_offline() {
+            return Err(self.offline_read(path));
+        }
         let response = self.request(Method::Get, path, None, &mut || Ok(false))?;
         parse(Method::Get, path, &response)
     }
 
     /// GET every page of a list (`per_page=100`).
     pub fn get_all<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>> {
+        if self.is_offline() {
+            return Ok(Vec::new());
+        }
         let separator = if path.contains('?') { '&' } else { '?' };
         let mut next = Some(format!("{path}{separator}per_page=100"));
         let mut items = Vec::new();
@@ -295,27 +440,37 @@ impl GitLab {
         })
     }
 
-    /// POST or PUT a JSON body. `recover` is asked, after an attempt whose
-    /// answer was lost, whether the write took effect anyway (by looking for
-    /// its marker); if it returns `Some`, that is the result.
+    /// POST, PUT or DELETE a JSON body. `recover` is asked, after an attempt
+    /// whose answer was lost, whether the write took effect anyway (by looking
+    /// for its marker); if it returns `Some`, that is the result. In dry-run
+    /// mode nothing is sent: the write is recorded with `summary` and the
+    /// answer is [`Written::Planned`].
     pub fn write<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         body: &serde_json::Value,
+        summary: &str,
         mut recover: impl FnMut() -> Result<Option<T>>,
-    ) -> Result<T> {
+    ) -> Result<Written<T>> {
+        if self.plan(method, path, summary) {
+            return Ok(Written::Planned);
+        }
         let mut recovered = None;
         let response = self.request(method, path, Some(body), &mut || {
             recovered = recover()?;
             Ok(recovered.is_some())
         })?;
         if response.status == 0 {
-            return recovered.ok_or_else(|| {
+            return recovered.map(Written::Sent).ok_or_else(|| {
                 anyhow::anyhow!("{} {path}: recovered write vanished", method.as_str())
             });
         }
-        parse(method, path, &response)
+        if response.status == 204 || (method == Method::Delete && response.body.trim().is_empty()) {
+            // No content: `T` must accept JSON null (`()`, `Option<_>`, `Value`).
+            return parse_body(method, path, response.status, "null").map(Written::Sent);
+        }
+        parse(method, path, &response).map(Written::Sent)
     }
 
     /// Send with retries. `applied` is asked before re-sending a write that may
@@ -405,6 +560,7 @@ impl GitLab {
         loop {
             let result = match method {
                 Method::Get => self.authorize(self.agent.get(&url)).call(),
+                Method::Delete => self.authorize(self.agent.delete(&url)).call(),
                 Method::Post | Method::Put => {
                     let builder = if method == Method::Post {
                         self.agent.post(&url)
@@ -525,13 +681,21 @@ impl GitLab {
 }
 
 fn parse<T: DeserializeOwned>(method: Method, path: &str, response: &RawResponse) -> Result<T> {
-    serde_json::from_str(&response.body).with_context(|| {
+    parse_body(method, path, response.status, &response.body)
+}
+
+fn parse_body<T: DeserializeOwned>(
+    method: Method,
+    path: &str,
+    status: u16,
+    body: &str,
+) -> Result<T> {
+    serde_json::from_str(body).with_context(|| {
         format!(
-            "GitLab's answer to {} {path} is not the JSON expected (status {}, {} bytes: {:?})",
+            "GitLab's answer to {} {path} is not the JSON expected (status {status}, {} bytes: {:?})",
             method.as_str(),
-            response.status,
-            response.body.len(),
-            response.body.chars().take(120).collect::<String>()
+            body.len(),
+            body.chars().take(120).collect::<String>()
         )
     })
 }
@@ -606,6 +770,30 @@ mod tests {
             "projects/group%2Fsub%2Fproject"
         );
         assert_eq!(GitLab::project_path("42"), "projects/42");
+    }
+
+    #[test]
+    fn offline_dry_run_reads_nothing_and_plans_writes() {
+        let client = GitLab::offline();
+        assert!(client.is_dry_run() && client.is_offline());
+        let listed: Vec<Issue> = client.get_all("projects/1/issues").unwrap();
+        assert!(listed.is_empty());
+        let err = client.get::<Issue>("projects/1/issues/1").unwrap_err();
+        assert!(err.to_string().contains("without a GitLab URL"), "{err}");
+        let written = client
+            .write::<Issue>(
+                Method::Post,
+                "projects/1/issues",
+                &serde_json::json!({"title": "t"}),
+                "new issue \"t\"",
+                || Ok(None),
+            )
+            .unwrap();
+        assert!(written.is_planned());
+        let plan = client.clone().planned();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].method, "POST");
+        assert_eq!(plan[0].path, "projects/1/issues");
     }
 
     #[test]

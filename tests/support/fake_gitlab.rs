@@ -5,7 +5,13 @@
 //! checks `PRIVATE-TOKEN`/`JOB-TOKEN` like GitLab does, paginates with
 //! `x-next-page` and `Link`, records every request, and injects faults on
 //! demand: error statuses with `Retry-After`, dropped connections, slow
-//! answers, and writes that are applied but whose answer is lost.
+//! answers, and writes that are applied but whose answer is lost. A fault can
+//! be aimed at one route ([`FakeGitLab::push_route_fault`]) or at whatever
+//! request comes next ([`FakeGitLab::push_faults`]).
+//!
+//! Projects are looked up by id or by URL-encoded path
+//! ([`FakeGitLab::add_project`]); request bodies that are not JSON
+//! (multipart uploads, form posts) reach the routes as raw text.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -48,6 +54,8 @@ pub struct RecordedRequest {
 
 #[derive(Debug, Clone)]
 pub struct FakeIssue {
+    /// The project the issue belongs to.
+    pub project_id: u64,
     pub iid: u64,
     pub id: u64,
     pub title: String,
@@ -63,18 +71,35 @@ pub struct FakeNote {
     pub body: String,
 }
 
-struct State {
-    issues: Vec<FakeIssue>,
+/// A fault for the first request that matches a method and a path suffix.
+#[derive(Debug, Clone)]
+struct RouteFault {
+    method: String,
+    suffix: String,
+    fault: Fault,
+}
+
+/// A project the fake knows: its id and full path.
+#[derive(Debug, Clone)]
+pub struct FakeProject {
+    pub id: u64,
+    pub path: String,
+}
+
+pub struct State {
+    pub projects: Vec<FakeProject>,
+    pub issues: Vec<FakeIssue>,
     next_id: u64,
     requests: Vec<RecordedRequest>,
     faults: VecDeque<Fault>,
+    route_faults: Vec<RouteFault>,
     /// Random faults: probability, and the faults to pick from.
     random_faults: Option<(f64, Vec<Fault>)>,
     rng: fastrand::Rng,
     per_page_max: usize,
     /// Send only `Link` headers (no `x-next-page`), pointing at this host.
     link_only_host: Option<String>,
-    base_url: String,
+    pub base_url: String,
 }
 
 /// A running fake GitLab; stops when dropped.
@@ -85,7 +110,7 @@ pub struct FakeGitLab {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn template(name: &str) -> Value {
+pub fn template(name: &str) -> Value {
     let path = super::fixture(&format!("gitlab/{name}"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -98,10 +123,15 @@ impl FakeGitLab {
         let addr: SocketAddr = listener.local_addr().expect("local addr");
         let url = format!("http://{addr}");
         let state = Arc::new(Mutex::new(State {
+            projects: vec![FakeProject {
+                id: PROJECT_ID,
+                path: PROJECT_PATH.to_owned(),
+            }],
             issues: Vec::new(),
             next_id: 69_000,
             requests: Vec::new(),
             faults: VecDeque::new(),
+            route_faults: Vec::new(),
             random_faults: None,
             rng: fastrand::Rng::with_seed(7),
             per_page_max: 100,
@@ -125,8 +155,27 @@ impl FakeGitLab {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    /// The fake's state, for routes and assertions in other support files.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make another project known (by id and by path), e.g. a fork.
+    pub fn add_project(&self, id: u64, path: &str) {
+        self.lock().projects.push(FakeProject {
+            id,
+            path: path.to_owned(),
+        });
+    }
+
+    /// Aim `fault` at the first later request whose method is `method` and
+    /// whose path ends with `path_suffix` (e.g. `"POST", "/discussions"`).
+    pub fn push_route_fault(&self, method: &str, path_suffix: &str, fault: Fault) {
+        self.lock().route_faults.push(RouteFault {
+            method: method.to_owned(),
+            suffix: path_suffix.to_owned(),
+            fault,
+        });
     }
 
     /// Queue faults for the next requests, in order.
@@ -144,6 +193,7 @@ impl FakeGitLab {
     pub fn clear_faults(&self) {
         let mut state = self.lock();
         state.faults.clear();
+        state.route_faults.clear();
         state.random_faults = None;
     }
 
@@ -158,11 +208,24 @@ impl FakeGitLab {
     }
 
     pub fn add_issue(&self, title: &str, description: &str, labels: &[&str], state: &str) -> u64 {
+        self.add_issue_in(PROJECT_ID, title, description, labels, state)
+    }
+
+    /// An issue in another project (see [`FakeGitLab::add_project`]).
+    pub fn add_issue_in(
+        &self,
+        project_id: u64,
+        title: &str,
+        description: &str,
+        labels: &[&str],
+        state: &str,
+    ) -> u64 {
         let mut s = self.lock();
-        let iid = s.issues.len() as u64 + 1;
+        let iid = s.next_iid(project_id);
         s.next_id += 1;
         let id = s.next_id;
         s.issues.push(FakeIssue {
+            project_id,
             iid,
             id,
             title: title.to_owned(),
@@ -176,7 +239,11 @@ impl FakeGitLab {
 
     pub fn set_issue_state(&self, iid: u64, state: &str) {
         let mut s = self.lock();
-        if let Some(issue) = s.issues.iter_mut().find(|i| i.iid == iid) {
+        if let Some(issue) = s
+            .issues
+            .iter_mut()
+            .find(|i| i.project_id == PROJECT_ID && i.iid == iid)
+        {
             issue.state = state.to_owned();
         }
     }
@@ -200,6 +267,21 @@ impl FakeGitLab {
 
     pub fn reset_requests(&self) {
         self.lock().requests.clear();
+    }
+}
+
+impl State {
+    /// The next issue iid in a project.
+    pub fn next_iid(&self, project_id: u64) -> u64 {
+        self.issues
+            .iter()
+            .filter(|i| i.project_id == project_id)
+            .count() as u64
+            + 1
+    }
+
+    pub fn project(&self, id: u64) -> Option<&FakeProject> {
+        self.projects.iter().find(|p| p.id == id)
     }
 }
 
@@ -283,7 +365,12 @@ async fn handle(
     let fault = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.requests.push(request.clone());
-        let queued = s.faults.pop_front();
+        let aimed = s
+            .route_faults
+            .iter()
+            .position(|f| f.method == request.method && request.path.ends_with(&f.suffix))
+            .map(|i| s.route_faults.remove(i).fault);
+        let queued = aimed.or_else(|| s.faults.pop_front());
         queued.or_else(|| {
             let (rate, faults) = s.random_faults.clone()?;
             if s.rng.f64() < rate && !faults.is_empty() {
@@ -328,7 +415,7 @@ async fn handle(
     Ok(route(&mut s, &request))
 }
 
-fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
+pub fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header("content-type", "application/json")
@@ -336,11 +423,11 @@ fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
         .expect("response")
 }
 
-fn message(status: u16, text: &str) -> Response<Full<Bytes>> {
+pub fn message(status: u16, text: &str) -> Response<Full<Bytes>> {
     json_response(status, &json!({ "message": text }))
 }
 
-fn query_params(query: &str) -> HashMap<String, String> {
+pub fn query_params(query: &str) -> HashMap<String, String> {
     query
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -351,13 +438,13 @@ fn query_params(query: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn decode(s: &str) -> String {
+pub fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(&s.replace('+', " "))
         .decode_utf8_lossy()
         .into_owned()
 }
 
-fn header<'a>(request: &'a RecordedRequest, name: &str) -> Option<&'a str> {
+pub fn header<'a>(request: &'a RecordedRequest, name: &str) -> Option<&'a str> {
     request
         .headers
         .iter()
@@ -384,14 +471,22 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         return message(404, "404 Not Found");
     };
     let project = decode(project);
-    if project != PROJECT_ID.to_string() && project != PROJECT_PATH {
+    let Some(project) = s
+        .projects
+        .iter()
+        .find(|p| p.id.to_string() == project || p.path == project)
+        .cloned()
+    else {
         return message(404, "404 Project Not Found");
-    }
+    };
     let write = request.method != "GET";
     if write && matches!(caller, Caller::Job) {
         return message(403, "403 Forbidden");
     }
-    let body: Value = if request.body.trim().is_empty() {
+    let is_json =
+        header(request, "content-type").is_none_or(|t| t.to_ascii_lowercase().contains("json"));
+    let body: Value = if request.body.trim().is_empty() || !is_json {
+        // Multipart uploads and form posts reach their routes as raw text.
         json!({})
     } else {
         match serde_json::from_str(&request.body) {
@@ -400,31 +495,37 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         }
     };
     let params = query_params(&request.query);
+    let pid = project.id;
     match (request.method.as_str(), rest) {
-        ("GET", ["issues"]) => list_issues(s, request, &params),
-        ("POST", ["issues"]) => create_issue(s, &body),
-        ("PUT", ["issues", iid]) => update_issue(s, iid, &body),
-        ("GET", ["issues", iid]) => match find_issue(s, iid) {
+        ("GET", ["issues"]) => list_issues(s, pid, request, &params),
+        ("POST", ["issues"]) => create_issue(s, pid, &body),
+        ("PUT", ["issues", iid]) => update_issue(s, pid, iid, &body),
+        ("GET", ["issues", iid]) => match find_issue(s, pid, iid) {
             Some(issue) => json_response(200, &issue_json(s, issue)),
             None => message(404, "404 Issue Not Found"),
         },
-        ("GET", ["issues", iid, "notes"]) => list_notes(s, request, iid, &params),
-        ("POST", ["issues", iid, "notes"]) => create_note(s, iid, &body),
+        ("GET", ["issues", iid, "notes"]) => list_notes(s, pid, request, iid, &params),
+        ("POST", ["issues", iid, "notes"]) => create_note(s, pid, iid, &body),
         _ => message(404, "404 Not Found"),
     }
 }
 
-fn find_issue<'a>(s: &'a State, iid: &str) -> Option<&'a FakeIssue> {
+pub fn find_issue<'a>(s: &'a State, project_id: u64, iid: &str) -> Option<&'a FakeIssue> {
     let iid: u64 = iid.parse().ok()?;
-    s.issues.iter().find(|i| i.iid == iid)
+    s.issues
+        .iter()
+        .find(|i| i.project_id == project_id && i.iid == iid)
 }
 
-fn issue_json(s: &State, issue: &FakeIssue) -> Value {
+pub fn issue_json(s: &State, issue: &FakeIssue) -> Value {
     let mut v = template("issue.json");
-    let web_url = format!("{}/{PROJECT_PATH}/-/issues/{}", s.base_url, issue.iid);
+    let project_path = s
+        .project(issue.project_id)
+        .map_or(PROJECT_PATH, |p| p.path.as_str());
+    let web_url = format!("{}/{project_path}/-/issues/{}", s.base_url, issue.iid);
     v["id"] = json!(issue.id);
     v["iid"] = json!(issue.iid);
-    v["project_id"] = json!(PROJECT_ID);
+    v["project_id"] = json!(issue.project_id);
     v["title"] = json!(issue.title);
     v["description"] = json!(issue.description);
     v["labels"] = json!(issue.labels);
@@ -434,7 +535,7 @@ fn issue_json(s: &State, issue: &FakeIssue) -> Value {
     v["references"] = json!({
         "short": format!("#{}", issue.iid),
         "relative": format!("#{}", issue.iid),
-        "full": format!("{PROJECT_PATH}#{}", issue.iid),
+        "full": format!("{project_path}#{}", issue.iid),
     });
     if issue.state == "opened" {
         v["closed_at"] = Value::Null;
@@ -455,7 +556,7 @@ fn note_json(issue: &FakeIssue, note: &FakeNote) -> Value {
 }
 
 /// Slice `items` per `page`/`per_page` and add GitLab's pagination headers.
-fn paginate(
+pub fn paginate(
     s: &State,
     request: &RecordedRequest,
     params: &HashMap<String, String>,
@@ -510,6 +611,7 @@ fn paginate(
 
 fn list_issues(
     s: &State,
+    project_id: u64,
     request: &RecordedRequest,
     params: &HashMap<String, String>,
 ) -> Response<Full<Bytes>> {
@@ -521,6 +623,7 @@ fn list_issues(
     let items = s
         .issues
         .iter()
+        .filter(|i| i.project_id == project_id)
         .filter(|i| wanted.iter().all(|w| i.labels.iter().any(|l| l == w)))
         .filter(|i| state == "all" || i.state == state)
         .map(|i| issue_json(s, i))
@@ -528,7 +631,7 @@ fn list_issues(
     paginate(s, request, params, items)
 }
 
-fn labels_of(value: &Value) -> Vec<String> {
+pub fn labels_of(value: &Value) -> Vec<String> {
     match value {
         Value::String(s) => s
             .split(',')
@@ -543,7 +646,7 @@ fn labels_of(value: &Value) -> Vec<String> {
     }
 }
 
-fn create_issue(s: &mut State, body: &Value) -> Response<Full<Bytes>> {
+fn create_issue(s: &mut State, project_id: u64, body: &Value) -> Response<Full<Bytes>> {
     let Some(title) = body
         .get("title")
         .and_then(Value::as_str)
@@ -559,7 +662,8 @@ fn create_issue(s: &mut State, body: &Value) -> Response<Full<Bytes>> {
     }
     s.next_id += 1;
     let issue = FakeIssue {
-        iid: s.issues.len() as u64 + 1,
+        project_id,
+        iid: s.next_iid(project_id),
         id: s.next_id,
         title: title.to_owned(),
         description: body
@@ -576,11 +680,15 @@ fn create_issue(s: &mut State, body: &Value) -> Response<Full<Bytes>> {
     json_response(201, &answer)
 }
 
-fn update_issue(s: &mut State, iid: &str, body: &Value) -> Response<Full<Bytes>> {
+fn update_issue(s: &mut State, project_id: u64, iid: &str, body: &Value) -> Response<Full<Bytes>> {
     let Ok(iid) = iid.parse::<u64>() else {
         return message(404, "404 Issue Not Found");
     };
-    let Some(issue) = s.issues.iter_mut().find(|i| i.iid == iid) else {
+    let Some(issue) = s
+        .issues
+        .iter_mut()
+        .find(|i| i.project_id == project_id && i.iid == iid)
+    else {
         return message(404, "404 Issue Not Found");
     };
     match body.get("state_event").and_then(Value::as_str) {
@@ -611,18 +719,19 @@ fn update_issue(s: &mut State, iid: &str, body: &Value) -> Response<Full<Bytes>>
 
 fn list_notes(
     s: &State,
+    project_id: u64,
     request: &RecordedRequest,
     iid: &str,
     params: &HashMap<String, String>,
 ) -> Response<Full<Bytes>> {
-    let Some(issue) = find_issue(s, iid) else {
+    let Some(issue) = find_issue(s, project_id, iid) else {
         return message(404, "404 Issue Not Found");
     };
     let items = issue.notes.iter().map(|n| note_json(issue, n)).collect();
     paginate(s, request, params, items)
 }
 
-fn create_note(s: &mut State, iid: &str, body: &Value) -> Response<Full<Bytes>> {
+fn create_note(s: &mut State, project_id: u64, iid: &str, body: &Value) -> Response<Full<Bytes>> {
     let Some(text) = body
         .get("body")
         .and_then(Value::as_str)
@@ -635,7 +744,11 @@ fn create_note(s: &mut State, iid: &str, body: &Value) -> Response<Full<Bytes>> 
     let Ok(iid) = iid.parse::<u64>() else {
         return message(404, "404 Issue Not Found");
     };
-    let Some(issue) = s.issues.iter_mut().find(|i| i.iid == iid) else {
+    let Some(issue) = s
+        .issues
+        .iter_mut()
+        .find(|i| i.project_id == project_id && i.iid == iid)
+    else {
         return message(404, "404 Issue Not Found");
     };
     let note = FakeNote {
