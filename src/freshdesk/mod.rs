@@ -198,8 +198,8 @@ impl Freshdesk {
             .build()
             .new_agent();
         // Freshdesk's scheme: the key as user name, any password ("X").
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:X", api_key.expose()));
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:X", api_key.expose()));
         Ok(Self {
             agent,
             downloads,
@@ -273,7 +273,8 @@ impl Freshdesk {
                     "Freshdesk ticket {ticket}: more than 10000 pages of conversations, giving up"
                 );
             }
-            let response = self.request(Method::Get, Some(ticket), &path, None, &mut || Ok(false))?;
+            let response =
+                self.request(Method::Get, Some(ticket), &path, None, &mut || Ok(false))?;
             let mut page: Vec<Conversation> = parse(Some(ticket), Method::Get, &path, &response)?;
             let got = page.len();
             all.append(&mut page);
@@ -451,7 +452,11 @@ impl Freshdesk {
     ) -> Result<Written<Conversation>> {
         let path = format!("tickets/{ticket}/notes");
         let body = json!({ "body": html, "private": true });
-        if self.plan(Method::Post, &path, "private note on the ticket linking the GitLab issue") {
+        if self.plan(
+            Method::Post,
+            &path,
+            "private note on the ticket linking the GitLab issue",
+        ) {
             return Ok(Written::Planned);
         }
         let mut found = None;
@@ -491,7 +496,9 @@ impl Freshdesk {
             return Ok(Written::Planned);
         }
         let body = serde_json::Value::Object(body);
-        self.request(Method::Put, Some(ticket), &path, Some(&body), &mut || Ok(false))?;
+        self.request(Method::Put, Some(ticket), &path, Some(&body), &mut || {
+            Ok(false)
+        })?;
         Ok(Written::Sent(()))
     }
 
@@ -538,7 +545,13 @@ impl Freshdesk {
         match outcome {
             Outcome::Done(response) if (200..300).contains(&response.status) => Ok(response),
             Outcome::Done(response) => Err(self
-                .error(method, ticket, path, Some(response.status), freshdesk_message(&response))
+                .error(
+                    method,
+                    ticket,
+                    path,
+                    Some(response.status),
+                    freshdesk_message(&response),
+                )
                 .into()),
             Outcome::Applied => Ok(RawResponse {
                 status: 0,

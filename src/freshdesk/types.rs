@@ -183,9 +183,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.size(), Some(12));
-        let t: Ticket =
-            serde_json::from_str(r#"{"id": 3, "subject": null, "tags": null, "attachments": null}"#)
-                .unwrap();
+        let t: Ticket = serde_json::from_str(
+            r#"{"id": 3, "subject": null, "tags": null, "attachments": null}"#,
+        )
+        .unwrap();
         assert!(t.tags.is_empty() && t.subject.is_empty());
     }
 }
