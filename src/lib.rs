@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod git;
 pub mod gitlab;
+pub mod http;
 pub mod ops;
 pub mod output;
 pub mod races;
