@@ -102,6 +102,9 @@ impl ApiError {
                  the token's user can see the project"
                     .to_owned(),
             ),
+            (None, _, _) if crate::http::tls::is_untrusted_certificate(&self.message) => {
+                Some(crate::http::tls::UNTRUSTED_HINT.to_owned())
+            }
             (None, _, _) => Some(format!(
                 "is GitLab reachable at {}? (--gitlab-url / RP_GITLAB_URL / gitlab.url)",
                 self.base_url
@@ -228,6 +231,7 @@ impl GitLab {
                 .with_hint("in GitLab CI, CI_SERVER_URL is used automatically; to try without GitLab, add --dry-run")
         })?;
         let agent = ureq::Agent::config_builder()
+            .tls_config(settings.trust.tls_config()?)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -487,6 +491,11 @@ impl GitLab {
             };
             let mut response = match result {
                 Ok(response) => response,
+                Err(err) if crate::http::tls::is_tls_failure(&err) => {
+                    return Err(self
+                        .api_error(method, path, None, transport_reason(&err))
+                        .into());
+                }
                 Err(err) => {
                     return Ok(Attempt::Retry {
                         reason: transport_reason(&err),
