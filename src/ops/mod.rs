@@ -10,5 +10,7 @@
 //! Pure rules (markers, bodies, matching, version arithmetic) live next to
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
 
+pub mod check_versions;
 pub mod publish_release;
 pub mod release_upload;
+pub mod transition_issues;

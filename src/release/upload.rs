@@ -19,6 +19,8 @@ use super::{
     CI_DEFAULTS, FIELD_FILE, FIELD_MD5, FIELD_PRODUCT, META_VERSION, ROUTE, is_valid_meta_key,
     is_valid_meta_value, is_valid_name, meta_key_rule, name_rule,
 };
+use crate::http::RawResponse;
+use crate::http::retry::retry_after;
 use crate::output::Progress;
 use crate::settings::Secret;
 
@@ -396,19 +398,11 @@ impl Attempt<'_> {
                 return Err(SendError::Transport(e.to_string()));
             }
         };
-        let status = response.status().as_u16();
-        let retry_after = crate::http::retry::retry_after(
-            |name| response.headers().get(name).and_then(|v| v.to_str().ok()),
-            std::time::SystemTime::now(),
-        );
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(1024 * 1024)
-            .read_to_string()
+        let raw = RawResponse::read(&mut response, 1024 * 1024)
             .map_err(|e| SendError::Transport(format!("reading the answer: {e}")))?;
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|_| serde_json::json!({ "error": text.trim() }));
+        let json = serde_json::from_str(&raw.body)
+            .unwrap_or_else(|_| serde_json::json!({ "error": raw.body.trim() }));
+        let (status, retry_after) = (raw.status, retry_after(&raw));
         Ok(Answer {
             status,
             json,

@@ -1,8 +1,8 @@
 //! The HTTP server behind `rp-devops serve` (SPEC §10).
 //!
 //! This module is the assembly: [`Routes::from_settings`] asks each feature
-//! module (`release` today; the GitLab webhook and the escalation endpoint
-//! next) for its [`Feature`], merges the routers and lists what is served;
+//! module (`release`, `webhook`; the escalation endpoint next) for its
+//! [`Feature`], merges the routers and lists what is served;
 //! [`serve`] runs the result with what every route needs: an access log line
 //! per request, a header-read timeout, a body-size cap for small routes, and
 //! a graceful shutdown on SIGTERM/SIGINT that lets in-flight requests (and
@@ -14,6 +14,7 @@
 //! hang-up), and maps the typed outcome to a status code.
 
 pub mod release;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -76,7 +77,7 @@ impl Routes {
             tasks: &tasks,
         };
         // One line per feature; each is `None` when its section is absent.
-        let features = [release::feature(&setup)?];
+        let features = [release::feature(&setup)?, webhook::feature(&setup)?];
 
         let mut router = Router::new().route("/healthz", get(healthz));
         let mut enabled = vec!["GET /healthz".to_owned()];

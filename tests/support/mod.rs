@@ -6,6 +6,7 @@
 
 pub mod fake_gitlab;
 pub mod release;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
