@@ -10,6 +10,7 @@ pub mod git;
 pub mod gitlab;
 pub mod ops;
 pub mod output;
+pub mod planned;
 pub mod races;
 pub mod release;
 pub mod serve;

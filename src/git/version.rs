@@ -45,7 +45,7 @@ pub fn latest_release<'a>(
 }
 
 /// Which part of the version to raise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Bump {
     Patch,
     Minor,

@@ -25,6 +25,8 @@ mod types;
 
 pub use issues::NewIssue;
 pub use types::{Issue, Note, User};
+// Dry-run types are shared with the git client; they live in `planned`.
+pub use crate::planned::{PlannedWrite, Written};
 
 use std::fmt;
 use std::io::Read;
@@ -165,37 +167,6 @@ impl Method {
             Method::Put => "PUT",
             Method::Delete => "DELETE",
         }
-    }
-}
-
-/// A write a dry run did not send: method, path, and a one-line summary of
-/// the body (never a secret: bodies carry issue text, not credentials).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PlannedWrite {
-    pub method: String,
-    pub path: String,
-    pub summary: String,
-}
-
-/// The outcome of a write: GitLab's answer, or, in dry-run mode, the fact
-/// that it was planned and not sent.
-#[derive(Debug, Clone)]
-pub enum Written<T> {
-    Sent(T),
-    Planned,
-}
-
-impl<T> Written<T> {
-    /// GitLab's answer, if the write was sent.
-    pub fn sent(self) -> Option<T> {
-        match self {
-            Written::Sent(value) => Some(value),
-            Written::Planned => None,
-        }
-    }
-
-    pub fn is_planned(&self) -> bool {
-        matches!(self, Written::Planned)
     }
 }
 
