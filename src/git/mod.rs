@@ -4,7 +4,8 @@
 //! It reads what `tag-library` needs (HEAD, local tags, the remote's tags as
 //! `git ls-remote` lists them, commit messages since a tag), creates
 //! annotated tags, and pushes one tag ref at a time. It knows nothing about
-//! versions (see [`version`], pure rules kept beside it) and never prints:
+//! versions or release notes (see [`version`] and [`release_notes`], pure
+//! rules kept beside it) and never prints:
 //! it returns facts and errors that name the remote (with any credentials in
 //! its URL removed). Errors speak in git's terms; the command layer adds the
 //! flag to use.
@@ -16,6 +17,7 @@
 //! What it must never do: force a push, move a tag that exists on the remote,
 //! or let a token reach an error message, a log line or `Debug` output.
 
+pub mod release_notes;
 pub mod version;
 
 use std::cell::{Cell, RefCell};
@@ -243,6 +245,11 @@ pub fn redact_url(url: &str) -> String {
         Some(at) => format!("{}{}", &url[..scheme_end + 3], &rest[at + 1..]),
         None => url.to_owned(),
     }
+}
+
+/// Whether `name` is a valid tag name (as `refs/tags/NAME`).
+pub fn is_valid_tag_name(name: &str) -> bool {
+    git2::Reference::is_valid_name(&format!("refs/tags/{name}"))
 }
 
 fn is_http(url: &str) -> bool {
