@@ -59,6 +59,7 @@ impl std::error::Error for UsageError {}
 pub struct HintedError {
     message: String,
     hint: String,
+    source: Option<anyhow::Error>,
 }
 
 impl HintedError {
@@ -66,7 +67,15 @@ impl HintedError {
         Self {
             message: message.into(),
             hint: hint.into(),
+            source: None,
         }
+    }
+
+    /// The error this one explains (shown as its cause). Its own hint, if
+    /// any, gives way to this one's.
+    pub fn with_source(mut self, source: anyhow::Error) -> Self {
+        self.source = Some(source);
+        self
     }
 }
 
@@ -76,7 +85,13 @@ impl fmt::Display for HintedError {
     }
 }
 
-impl std::error::Error for HintedError {}
+impl std::error::Error for HintedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// The exit code an error maps to.
 pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
@@ -113,5 +128,27 @@ pub fn report(err: &anyhow::Error, out: &mut dyn Write) {
     }
     if let Some(hint) = hint(err) {
         let _ = writeln!(out, "hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hinted_error_shows_its_source_and_its_own_hint_wins() {
+        let cause = anyhow::Error::new(HintedError::new("GitLab answered 403", "inner hint"));
+        let err = anyhow::Error::new(
+            HintedError::new("GitLab refused the release", "outer hint").with_source(cause),
+        )
+        .context("v1.2.3 stays");
+        let mut out = Vec::new();
+        report(&err, &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "error: v1.2.3 stays\n  caused by: GitLab refused the release\n  \
+             caused by: GitLab answered 403\nhint: outer hint\n"
+        );
+        assert_eq!(exit_status(&err), ExitStatus::Failure);
     }
 }

@@ -20,10 +20,14 @@
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
+mod commits;
 mod issues;
+mod releases;
 mod types;
 
+pub use commits::{Commit, History};
 pub use issues::NewIssue;
+pub use releases::{Release, ReleaseWrite, api_status};
 pub use types::{Issue, Note, User};
 // Dry-run types are shared with the git client; they live in `planned`.
 pub use crate::planned::{PlannedWrite, Written};
