@@ -1,22 +1,21 @@
 //! `rp-devops tag-library`: flags → [`TagRequest`] → [`ops::tag_library`] →
-//! printed outcome. The work (versions, the tag, the push, races) is the
-//! operation's; this file resolves credentials and the tagger's identity
-//! from settings, renders progress and the result, and turns the errors
-//! below into ones that name the flag to change.
+//! printed outcome. The work (versions, the tag, the push, races, the GitLab
+//! release) is the operation's; this file resolves credentials, the tagger's
+//! identity and whether a release is wanted from settings, renders progress
+//! and the result, and turns the errors below into ones that name the flag
+//! to change.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use semver::Version;
-use serde::Serialize;
 
 use crate::error::{ExitStatus, UsageError};
-use crate::git::version::Bump;
-use crate::git::{GitAuth, GitRepo, NotARepository, UnknownRemote};
+use crate::git::version::{self, Bump};
+use crate::git::{self, GitAuth, GitRepo, NotARepository, UnknownRemote};
 use crate::ops::tag_library::{
-    self as ops, Action, GoMajorVersion, PartialIdentity, TagEvent, TagOutcome, TagRequest,
-    TaggerSources,
+    self as ops, Action, GoMajorVersion, PartialIdentity, ReleaseOutcome as Release, ReleasePolicy,
+    SkipReason, TagEvent, TagOutcome, TagRequest, TaggerSources,
 };
 use crate::output::Printer;
 use crate::settings::Settings;
@@ -31,6 +30,10 @@ use crate::settings::Settings;
 /// never forced. If another pipeline pushed the same tag first, the remote is
 /// read again and the next version is tried (at most 3 times).
 ///
+/// When a GitLab URL and project are known (in CI: always), the tag also
+/// gets a GitLab release named after it, with the commits since the previous
+/// tag as its notes; a tag already on HEAD without a release gets one too.
+///
 /// Credentials for http(s) remotes: RP_GIT_TOKEN, else the GitLab token, as
 /// the password of user oauth2. Tagger: GIT_COMMITTER_NAME/EMAIL, git config
 /// user.name/email, GITLAB_USER_NAME/EMAIL, else rp-devops <rp-devops@localhost>.
@@ -39,7 +42,7 @@ use crate::settings::Settings;
     rp-devops tag-library                      # v1.4.2 -> v1.4.3, pushed to origin\n  \
     rp-devops tag-library --bump auto --json   # feat: -> minor, fix!: -> major\n  \
     rp-devops tag-library --prefix tools/v     # Go module in tools/: tools/v0.3.1\n  \
-    rp-devops tag-library --dry-run            # show the tag, create nothing")]
+    rp-devops tag-library --dry-run            # show the tag and the notes, create nothing")]
 pub struct TagLibraryArgs {
     /// The library's clone
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -65,6 +68,11 @@ pub struct TagLibraryArgs {
     /// Create the tag locally only
     #[arg(long)]
     pub no_push: bool,
+
+    /// No GitLab release for the tag (tag_library.gitlab_release: false in
+    /// the config does the same)
+    #[arg(long)]
+    pub no_release: bool,
 }
 
 /// `--bump`'s values; the domain's [`Bump`] knows nothing of clap.
@@ -77,182 +85,195 @@ pub enum BumpArg {
     Auto,
 }
 
-impl From<BumpArg> for Bump {
-    fn from(arg: BumpArg) -> Self {
-        match arg {
+pub fn run(args: &TagLibraryArgs, settings: &Settings) -> Result<ExitStatus> {
+    let printer = Printer::new(settings);
+    let env = |name: &str| settings.env.get(name).map(str::to_owned);
+    let identity = |name, email| PartialIdentity {
+        name: env(name),
+        email: env(email),
+    };
+    let request = TagRequest {
+        remote: args.remote.clone(),
+        prefix: check_prefix(&args.prefix)?,
+        initial: version::parse_plain_release(&args.initial).ok_or_else(|| {
+            let text = &args.initial;
+            UsageError::new(format!(
+                "--initial {text:?} is not a release version like 0.1.0 or 1.0.0"
+            ))
+        })?,
+        bump: match args.bump {
             BumpArg::Patch => Bump::Patch,
             BumpArg::Minor => Bump::Minor,
             BumpArg::Major => Bump::Major,
             BumpArg::Auto => Bump::Auto,
-        }
-    }
-}
-
-/// The JSON result (SPEC §5).
-#[derive(Debug, Serialize)]
-struct TagResult<'a> {
-    tag: &'a str,
-    previous: Option<&'a str>,
-    commit: String,
-    action: Action,
-    pushed: bool,
-}
-
-pub fn run(args: &TagLibraryArgs, settings: &Settings) -> Result<ExitStatus> {
-    let printer = Printer::new(settings);
-    let request = TagRequest {
-        remote: args.remote.clone(),
-        prefix: check_prefix(&args.prefix)?,
-        initial: parse_initial(&args.initial)?,
-        bump: args.bump.into(),
+        },
         push: !args.no_push,
         auth: GitAuth::resolve(
             settings
                 .env
                 .secret("RP_GIT_TOKEN")
-                .map(|t| (t, "RP_GIT_TOKEN".to_owned())),
+                .map(|t| (t, "RP_GIT_TOKEN".into())),
             settings.gitlab.token.as_ref(),
         ),
-        tagger: tagger_sources(settings),
+        tagger: TaggerSources {
+            committer: identity("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"),
+            ci_user: identity("GITLAB_USER_NAME", "GITLAB_USER_EMAIL"),
+        },
+        release: release_policy(args, settings)?,
     };
-    let git = GitRepo::open(&args.repo).map_err(with_flag_hints)?;
-    let git = if settings.dry_run {
-        git.planning()
-    } else {
-        git
+    let gitlab = match request.release {
+        ReleasePolicy::Create { .. } => Some(settings.gitlab_client(&printer)?),
+        _ => None,
     };
-
-    let outcome = ops::tag_library(&git, &request, &mut |event| show(&printer, event))
+    let mut git = GitRepo::open(&args.repo).map_err(with_flag_hints)?;
+    if settings.dry_run {
+        git = git.planning();
+    }
+    let outcome = ops::tag_library(&git, gitlab.as_ref(), &request, &mut |e| show(&printer, e))
         .map_err(with_flag_hints)?;
     printer.planned(&git.planned());
+    printer.planned(&gitlab.map(|g| g.planned()).unwrap_or_default());
     finish(&printer, &outcome)?;
     Ok(ExitStatus::Success)
 }
 
-/// `--initial`: a release version (`v` prefix tolerated).
-fn parse_initial(text: &str) -> Result<Version> {
-    let trimmed = text.trim();
-    let bare = trimmed.strip_prefix('v').unwrap_or(trimmed);
-    match Version::parse(bare) {
-        Ok(v) if v.pre.is_empty() && v.build.is_empty() => Ok(v),
-        _ => Err(UsageError::new(format!(
-            "--initial {text:?} is not a release version like 0.1.0 or 1.0.0"
-        ))
-        .into()),
-    }
-}
-
 fn check_prefix(prefix: &str) -> Result<String> {
-    if !git2::Reference::is_valid_name(&format!("refs/tags/{prefix}1.0.0")) {
-        return Err(UsageError::new(format!(
-            "--prefix {prefix:?} does not make valid tag names (e.g. {prefix}1.0.0)"
-        ))
-        .into());
+    if !git::is_valid_tag_name(&format!("{prefix}1.0.0")) {
+        let message =
+            format!("--prefix {prefix:?} does not make valid tag names (e.g. {prefix}1.0.0)");
+        return Err(UsageError::new(message).into());
     }
     Ok(prefix.to_owned())
 }
 
-fn tagger_sources(settings: &Settings) -> TaggerSources {
-    let from_env = |name: &str, email: &str| PartialIdentity {
-        name: settings.env.get(name).map(str::to_owned),
-        email: settings.env.get(email).map(str::to_owned),
-    };
-    TaggerSources {
-        committer: from_env("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"),
-        ci_user: from_env("GITLAB_USER_NAME", "GITLAB_USER_EMAIL"),
+/// A release when a GitLab URL and project are known, unless turned off. A
+/// release that cannot be made (no token) is refused before any tag is.
+fn release_policy(args: &TagLibraryArgs, settings: &Settings) -> Result<ReleasePolicy> {
+    let gitlab = &settings.gitlab;
+    if args.no_release || settings.config.tag_library.gitlab_release == Some(false) {
+        return Ok(ReleasePolicy::Off);
     }
+    let (Some(_), Some(project)) = (&gitlab.url, &gitlab.project) else {
+        return Ok(ReleasePolicy::NotConfigured);
+    };
+    if gitlab.token.is_none() && !settings.dry_run {
+        let message = format!("no GitLab token to create the release in project {project}");
+        return Err(UsageError::new(message)
+            .with_hint(
+                "set RP_GITLAB_TOKEN to a token with the `api` scope (in CI, CI_JOB_TOKEN is \
+                 used), or pass --no-release (tag_library.gitlab_release: false)",
+            )
+            .into());
+    }
+    let project = project.clone();
+    Ok(ReleasePolicy::Create { project })
 }
 
 /// Errors from below name what is wrong; here they get the flag that fixes it.
 fn with_flag_hints(err: anyhow::Error) -> anyhow::Error {
-    let usage = |hint: String| UsageError::new(err.to_string()).with_hint(hint).into();
-    if err.downcast_ref::<NotARepository>().is_some() {
-        return usage("run in the library's clone or pass --repo DIR".to_owned());
-    }
-    if err.downcast_ref::<UnknownRemote>().is_some() {
-        return usage("pass the remote's name with --remote (see `git remote -v`)".to_owned());
-    }
-    if let Some(rule) = err.downcast_ref::<GoMajorVersion>() {
-        return usage(format!(
-            "Go requires major version N >= 2 to live at a module path ending in /vN: \
-             change the module line of {} to {}/v{} (and the imports), \
-             or choose another --bump",
+    let hint = if err.downcast_ref::<NotARepository>().is_some() {
+        "run in the library's clone or pass --repo DIR".to_owned()
+    } else if err.downcast_ref::<UnknownRemote>().is_some() {
+        "pass the remote's name with --remote (see `git remote -v`)".to_owned()
+    } else if let Some(rule) = err.downcast_ref::<GoMajorVersion>() {
+        format!(
+            "Go requires major version N >= 2 to live at a module path ending in /vN: change \
+             the module line of {} to {}/v{} (and the imports), or choose another --bump",
             rule.go_mod.display(),
             rule.module,
             rule.major
-        ));
-    }
-    err
+        )
+    } else {
+        return err;
+    };
+    UsageError::new(err.to_string()).with_hint(hint).into()
 }
 
 fn show(printer: &Printer, event: TagEvent) {
+    use TagEvent as E;
     match event {
-        TagEvent::ReadingTags { head, remote, url } => {
+        E::ReadingTags { head, remote, url } => {
             printer.detail(format!("HEAD is {head}; reading tags of {remote} ({url})"));
         }
-        TagEvent::AutoBump {
+        E::AutoBump {
             bump,
-            commits,
+            commits: n,
             since,
-        } => printer.detail(format!(
-            "--bump auto: {bump} from {commits} commit(s) since {since}"
-        )),
-        TagEvent::HistoryCutShort {
+        } => {
+            printer.detail(format!(
+                "--bump auto: {bump} from {n} commit(s) since {since}"
+            ));
+        }
+        E::HistoryCutShort {
             read,
             since,
             shallow,
         } => printer.warn(format!(
-            "--bump auto read {read} commit{} back from HEAD without reaching {since}{}; \
+            "--bump auto read {read} commit(s) back from HEAD without reaching {since}{}; \
              commits before that are not counted (set GIT_DEPTH: 0 in the job to see them all)",
-            if read == 1 { "" } else { "s" },
             if shallow { " (shallow clone)" } else { "" },
         )),
-        TagEvent::LocalTagCreated { tag, tagger } => printer.detail(format!(
-            "created local tag {tag} by {} <{}>",
-            tagger.name, tagger.email
-        )),
-        TagEvent::LostRace { tag } => printer.info(format!(
+        E::LocalTagCreated { tag, tagger: t } => {
+            printer.detail(format!(
+                "created local tag {tag} by {} <{}>",
+                t.name, t.email
+            ));
+        }
+        E::LostRace { tag } => printer.info(format!(
             "{tag} was pushed by someone else first; reading the remote's tags again"
+        )),
+        E::NotesRead { commits, since } => printer.detail(format!(
+            "release notes: {commits} commit(s) since {}",
+            since.as_deref().unwrap_or("the first commit")
+        )),
+        E::CommitsUnreadable { status } => printer.warn(format!(
+            "GitLab answered {status} when CI_JOB_TOKEN read the repository's commits (most \
+             GitLab versions do not accept the job token there): the release notes name the \
+             range of commits instead of listing them; set RP_GITLAB_TOKEN to a token with \
+             the `api` scope for the full notes"
         )),
     }
 }
 
 fn finish(printer: &Printer, outcome: &TagOutcome) -> Result<()> {
     let commit = outcome.commit.to_string();
-    let result = TagResult {
-        tag: &outcome.tag,
-        previous: outcome.previous.as_deref(),
-        commit: commit.clone(),
-        action: outcome.action,
-        pushed: outcome.pushed,
+    let (tag, short, remote) = (&outcome.tag, &commit[..7], &outcome.remote);
+    let previous = match &outcome.previous {
+        Some(p) => format!("previous {p}"),
+        None => "first release".to_owned(),
     };
-    printer.result(&result, |out| {
-        let short = &commit[..commit.len().min(7)];
-        let previous = match &outcome.previous {
-            Some(p) => format!("previous {p}"),
-            None => "first release".to_owned(),
-        };
-        let tag = &outcome.tag;
-        match outcome.action {
-            Action::Exists => writeln!(
-                out,
-                "{tag} already tags {short} ({previous}), nothing created{}",
-                if outcome.pushed {
-                    format!("; pushed the local tag to {}", outcome.remote)
-                } else {
-                    String::new()
-                }
-            ),
-            Action::WouldCreate => writeln!(out, "would create {tag} ({previous}) at {short}"),
-            Action::Created => writeln!(
-                out,
-                "created {tag} ({previous}) at {short}, {}",
-                if outcome.pushed {
-                    format!("pushed to {}", outcome.remote)
-                } else {
-                    "not pushed (--no-push)".to_owned()
-                }
-            ),
+    let mut text = match (outcome.action, outcome.pushed) {
+        (Action::Exists, false) => {
+            format!("{tag} already tags {short} ({previous}), nothing created")
         }
-    })
+        (Action::Exists, true) => format!(
+            "{tag} already tags {short} ({previous}), nothing created; pushed the local tag to {remote}"
+        ),
+        (Action::WouldCreate, _) => format!("would create {tag} ({previous}) at {short}"),
+        (Action::Created, true) => {
+            format!("created {tag} ({previous}) at {short}, pushed to {remote}")
+        }
+        (Action::Created, false) => {
+            format!("created {tag} ({previous}) at {short}, not pushed (--no-push)")
+        }
+    };
+    let release = outcome.release.as_ref();
+    let url = release
+        .and_then(Release::url)
+        .map(|u| format!(": {u}"))
+        .unwrap_or_default();
+    text += &match release {
+        None => String::new(),
+        Some(Release::Created { .. }) => format!("\ncreated GitLab release {tag}{url}"),
+        Some(Release::Exists { .. }) => format!("\nGitLab release {tag} exists{url}"),
+        Some(Release::Skipped(SkipReason::TurnedOff)) => "\nno GitLab release (turned off)".into(),
+        Some(Release::Skipped(SkipReason::NotPushed)) => {
+            "\nno GitLab release: tag not pushed".into()
+        }
+        Some(Release::WouldCreate { notes }) => format!(
+            "\nwould create GitLab release {tag} with these notes:\n\n{}",
+            notes.markdown.trim_end()
+        ),
+    };
+    printer.result(outcome, |out| writeln!(out, "{text}"))
 }

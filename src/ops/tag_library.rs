@@ -1,5 +1,5 @@
-//! Tag a Go library's HEAD with the next semantic version and push that one
-//! tag (SPEC §5).
+//! Tag a Go library's HEAD with the next semantic version, push that one
+//! tag (SPEC §5), and give the tag its GitLab release with notes (issue 14).
 //!
 //! Safe in any CI clone (shallow, no tags fetched), safe to re-run (HEAD
 //! already tagged → nothing to do), and safe when two pipelines race (the
@@ -7,6 +7,12 @@
 //! through [`crate::git`] (a repository in dry-run mode plans the tag and the
 //! push instead of making them); version rules are pure functions in
 //! [`crate::git::version`].
+//!
+//! The release comes after the tag is on the remote: the notes are the
+//! commits since the previous tag, read from GitLab (the compare API, or the
+//! commits API for a first release), so a depth-1 clone is enough; the
+//! renderer is pure ([`crate::git::release_notes`]). A tag whose release
+//! failed stays; the next run finds it on HEAD and creates the release then.
 //!
 //! No clap, no `Settings`, no printer: credentials and the tagger's identity
 //! come resolved in the [`TagRequest`], progress goes out as [`TagEvent`]s,
@@ -22,14 +28,18 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::error::{HintedError, UsageError};
+use crate::git::release_notes::{self, NoteCommit, NotesInput, ReleaseNotes};
 use crate::git::version::{self, Bump, CommitClassifier, ReleaseTag};
 use crate::git::{GitAuth, GitRepo, HeadCommit, Identity, PushOutcome, RemoteTarget, TagRef};
+use crate::gitlab::{self, GitLab, ReleaseWrite};
 use crate::planned::Written;
 
 /// How many times a lost race is retried with the next version.
 const MAX_RACE_RETRIES: usize = 3;
 /// `Bump::Auto` reads at most this many commits back from HEAD.
 const HISTORY_LIMIT: usize = 10_000;
+/// The notes of a first release list at most this many commits.
+const FIRST_RELEASE_COMMITS: usize = 1_000;
 
 /// What to tag and how.
 #[derive(Debug)]
@@ -47,6 +57,20 @@ pub struct TagRequest {
     pub auth: GitAuth,
     /// Where the tagger's identity may come from besides git config.
     pub tagger: TaggerSources,
+    /// Whether the tag gets a GitLab release.
+    pub release: ReleasePolicy,
+}
+
+/// Whether and where the tag gets its GitLab release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleasePolicy {
+    /// No GitLab project is known: releases are not part of the run.
+    NotConfigured,
+    /// Turned off by the caller.
+    Off,
+    /// Create the release in this project (ID or path) with the GitLab
+    /// client given to [`tag_library`].
+    Create { project: String },
 }
 
 /// A name and an email that may each be missing.
@@ -85,19 +109,94 @@ pub enum Action {
     WouldCreate,
 }
 
-/// The result of a run.
-#[derive(Debug, Clone)]
+/// The result of a run; serialised, it is SPEC §5's JSON document
+/// (`release` and `release_url` only when releases are configured).
+#[derive(Debug, Clone, Serialize)]
 pub struct TagOutcome {
     /// The tag on HEAD: new, existing or planned.
     pub tag: String,
     /// The release tag before it, if any.
     pub previous: Option<String>,
+    #[serde(serialize_with = "as_hex")]
     pub commit: Oid,
     pub action: Action,
     /// Whether this run pushed the tag.
     pub pushed: bool,
     /// The remote's name, for messages.
+    #[serde(skip)]
     pub remote: String,
+    /// The GitLab release, unless releases are not configured.
+    #[serde(flatten)]
+    pub release: Option<ReleaseOutcome>,
+}
+
+fn as_hex<S: serde::Serializer>(oid: &Oid, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(oid)
+}
+
+/// What happened to the tag's GitLab release.
+#[derive(Debug, Clone)]
+pub enum ReleaseOutcome {
+    Created {
+        url: Option<String>,
+    },
+    /// It was there already (an earlier or a concurrent run made it).
+    Exists {
+        url: Option<String>,
+    },
+    Skipped(SkipReason),
+    /// Dry run: the release that would be created.
+    WouldCreate {
+        notes: ReleaseNotes,
+    },
+}
+
+/// Why no release was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    TurnedOff,
+    /// The tag is only local, so GitLab has nothing to release.
+    NotPushed,
+}
+
+/// [`ReleaseOutcome`] in one word (the JSON `release` field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseAction {
+    Created,
+    Exists,
+    Skipped,
+    WouldCreate,
+}
+
+/// `"release": "created|exists|skipped|would-create", "release_url": URL|null`
+impl Serialize for ReleaseOutcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("release", &self.action())?;
+        map.serialize_entry("release_url", &self.url())?;
+        map.end()
+    }
+}
+
+impl ReleaseOutcome {
+    pub fn action(&self) -> ReleaseAction {
+        match self {
+            ReleaseOutcome::Created { .. } => ReleaseAction::Created,
+            ReleaseOutcome::Exists { .. } => ReleaseAction::Exists,
+            ReleaseOutcome::Skipped(_) => ReleaseAction::Skipped,
+            ReleaseOutcome::WouldCreate { .. } => ReleaseAction::WouldCreate,
+        }
+    }
+
+    /// The release's page, when it exists.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            ReleaseOutcome::Created { url } | ReleaseOutcome::Exists { url } => url.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 /// Progress worth telling a person about, in the order it happens.
@@ -126,6 +225,14 @@ pub enum TagEvent {
     LocalTagCreated { tag: String, tagger: Identity },
     /// Someone else pushed `tag` first; the remote is read again.
     LostRace { tag: String },
+    /// The commits for the release notes were read from GitLab.
+    NotesRead {
+        commits: usize,
+        since: Option<String>,
+    },
+    /// The GitLab token may not read the repository's commits (GitLab's
+    /// answer: `status`); the notes name the range of commits instead.
+    CommitsUnreadable { status: u16 },
 }
 
 /// The Go rule refused the next version: a major version N ≥ 2 needs a
@@ -150,12 +257,59 @@ impl fmt::Display for GoMajorVersion {
 impl std::error::Error for GoMajorVersion {}
 
 /// Tag HEAD with the next version and push it; or report the release tag
-/// already on HEAD (pushing it if it exists only locally).
+/// already on HEAD (pushing it if it exists only locally). Then, if the
+/// request asks for it, make sure the tag has its GitLab release (`gitlab`
+/// must be given then).
 pub fn tag_library(
     git: &GitRepo,
+    gitlab: Option<&GitLab>,
     request: &TagRequest,
     on_event: &mut dyn FnMut(TagEvent),
 ) -> Result<TagOutcome> {
+    // Checked before anything is tagged.
+    let publish_to = match (&request.release, gitlab) {
+        (ReleasePolicy::Create { project }, Some(gitlab)) => Some((gitlab, project)),
+        (ReleasePolicy::Create { .. }, None) => {
+            anyhow::bail!("a GitLab release was asked for without a GitLab client")
+        }
+        _ => None,
+    };
+    let tagged = tag_head(git, request, on_event)?;
+    let release = match (&request.release, publish_to) {
+        (_, Some((gitlab, project))) => Some(publish_release(gitlab, project, &tagged, on_event)?),
+        (ReleasePolicy::Off, None) => Some(ReleaseOutcome::Skipped(SkipReason::TurnedOff)),
+        _ => None,
+    };
+    Ok(TagOutcome {
+        release,
+        ..tagged.outcome
+    })
+}
+
+/// A tag on HEAD, and where it is now.
+struct Tagged {
+    outcome: TagOutcome,
+    placement: Placement,
+    /// The commit of the previous release tag, for the notes.
+    previous_commit: Option<Oid>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Only in the local repository.
+    Local,
+    /// A dry run would have it on the remote.
+    Planned,
+    /// On the remote; `fresh` when this run pushed it as a new tag (so it
+    /// cannot have a release yet).
+    Remote { fresh: bool },
+}
+
+fn tag_head(
+    git: &GitRepo,
+    request: &TagRequest,
+    on_event: &mut dyn FnMut(TagEvent),
+) -> Result<Tagged> {
     let head = git.head()?;
     let remote = git.remote(&request.remote)?;
     on_event(TagEvent::ReadingTags {
@@ -187,13 +341,18 @@ pub fn tag_library(
         };
         check_go_rule(git, &request.prefix, &next)?;
         let tag = format!("{}{next}", request.prefix);
-        let mut outcome = TagOutcome {
-            tag: tag.clone(),
-            previous: latest.map(|l| l.name),
-            commit: head.oid,
-            action: Action::Created,
-            pushed: false,
-            remote: remote.name.clone(),
+        let mut tagged = Tagged {
+            previous_commit: latest.as_ref().and_then(|l| tags.commit_of(&l.name)),
+            outcome: TagOutcome {
+                tag: tag.clone(),
+                previous: latest.map(|l| l.name),
+                commit: head.oid,
+                action: Action::Created,
+                pushed: false,
+                remote: remote.name.clone(),
+                release: None,
+            },
+            placement: Placement::Local,
         };
 
         let tagger = tagger(git, &request.tagger);
@@ -201,22 +360,24 @@ pub fn tag_library(
             // A dry run: the push is planned too.
             if request.push {
                 git.push_tag(&remote, &request.auth, &tag)?;
+                tagged.placement = Placement::Planned;
             }
-            outcome.action = Action::WouldCreate;
-            return Ok(outcome);
+            tagged.outcome.action = Action::WouldCreate;
+            return Ok(tagged);
         };
         on_event(TagEvent::LocalTagCreated {
             tag: tag.clone(),
             tagger,
         });
         if !request.push {
-            return Ok(outcome);
+            return Ok(tagged);
         }
 
         match git.push_tag(&remote, &request.auth, &tag) {
             Ok(Written::Sent(PushOutcome::Pushed)) => {
-                outcome.pushed = true;
-                return Ok(outcome);
+                tagged.outcome.pushed = true;
+                tagged.placement = Placement::Remote { fresh: true };
+                return Ok(tagged);
             }
             pushed => {
                 // Whatever went wrong, the tag must not stay behind locally:
@@ -308,24 +469,35 @@ fn existing_tag(
     head: &HeadCommit,
     existing: &ExistingTag,
     tags: &Tags,
-) -> Result<TagOutcome> {
+) -> Result<Tagged> {
     let tag = existing.release.name.clone();
-    let mut outcome = TagOutcome {
-        tag: tag.clone(),
-        previous: tags
-            .release_below(&request.prefix, &existing.release.version)
-            .map(|r| r.name),
-        commit: head.oid,
-        action: Action::Exists,
-        pushed: false,
-        remote: remote.name.clone(),
+    let previous = tags.release_below(&request.prefix, &existing.release.version);
+    let mut tagged = Tagged {
+        previous_commit: previous.as_ref().and_then(|p| tags.commit_of(&p.name)),
+        outcome: TagOutcome {
+            tag: tag.clone(),
+            previous: previous.map(|r| r.name),
+            commit: head.oid,
+            action: Action::Exists,
+            pushed: false,
+            remote: remote.name.clone(),
+            release: None,
+        },
+        placement: Placement::Remote { fresh: false },
     };
-    if existing.on_remote || !request.push {
-        return Ok(outcome);
+    if existing.on_remote {
+        return Ok(tagged);
+    }
+    tagged.placement = Placement::Local;
+    if !request.push {
+        return Ok(tagged);
     }
     match git.push_tag(remote, &request.auth, &tag)? {
-        Written::Planned => {}
-        Written::Sent(PushOutcome::Pushed) => outcome.pushed = true,
+        Written::Planned => tagged.placement = Placement::Planned,
+        Written::Sent(PushOutcome::Pushed) => {
+            tagged.outcome.pushed = true;
+            tagged.placement = Placement::Remote { fresh: false };
+        }
         Written::Sent(PushOutcome::AlreadyOnRemote | PushOutcome::Rejected { .. }) => {
             return Err(HintedError::new(
                 format!(
@@ -336,7 +508,128 @@ fn existing_tag(
             .into());
         }
     }
-    Ok(outcome)
+    Ok(tagged)
+}
+
+/// Make sure the tag has its GitLab release: read it (unless this run just
+/// pushed the tag), else create it with notes. A failure leaves the tag in
+/// place and says so; the next run finds the tag and completes the release.
+fn publish_release(
+    gitlab: &GitLab,
+    project: &str,
+    tagged: &Tagged,
+    on_event: &mut dyn FnMut(TagEvent),
+) -> Result<ReleaseOutcome> {
+    let tag = &tagged.outcome.tag;
+    let fresh = match tagged.placement {
+        Placement::Local => return Ok(ReleaseOutcome::Skipped(SkipReason::NotPushed)),
+        Placement::Planned => true,
+        Placement::Remote { fresh } => fresh,
+    };
+    ensure_release(gitlab, project, tagged, fresh, on_event).with_context(|| {
+        match tagged.placement {
+            Placement::Remote { .. } => format!(
+                "{tag} is on {} and stays there, but its GitLab release was not created \
+             (the next run creates it)",
+                tagged.outcome.remote
+            ),
+            _ => format!("preparing the GitLab release of {tag}"),
+        }
+    })
+}
+
+/// The release of the tag: found, or created with notes.
+fn ensure_release(
+    gitlab: &GitLab,
+    project: &str,
+    tagged: &Tagged,
+    fresh: bool,
+    on_event: &mut dyn FnMut(TagEvent),
+) -> Result<ReleaseOutcome> {
+    let tag = &tagged.outcome.tag;
+    if !fresh {
+        if let Some(release) = gitlab.release(project, tag)? {
+            return Ok(ReleaseOutcome::Exists {
+                url: release.web_url().map(str::to_owned),
+            });
+        }
+    }
+    let notes = release_notes(gitlab, project, tagged, on_event)?;
+    let summary = format!(
+        "release {tag} named {tag}, notes of {} line(s) covering {} commit(s)",
+        notes.entries, notes.commits
+    );
+    Ok(
+        match gitlab.create_release(project, tag, &notes.markdown, &summary)? {
+            Written::Planned => ReleaseOutcome::WouldCreate { notes },
+            Written::Sent(ReleaseWrite::Created(release)) => ReleaseOutcome::Created {
+                url: release.web_url().map(str::to_owned),
+            },
+            Written::Sent(ReleaseWrite::Existed(release)) => ReleaseOutcome::Exists {
+                url: release.web_url().map(str::to_owned),
+            },
+        },
+    )
+}
+
+/// The notes: the commits since the previous release tag (all of them, to
+/// a bound, for the first release), read from GitLab.
+fn release_notes(
+    gitlab: &GitLab,
+    project: &str,
+    tagged: &Tagged,
+    on_event: &mut dyn FnMut(TagEvent),
+) -> Result<ReleaseNotes> {
+    let head = tagged.outcome.commit.to_string();
+    let previous = tagged.outcome.previous.as_deref();
+    let from = tagged.previous_commit.map(|c| c.to_string());
+    let read = match previous {
+        // The previous tag's commit when known (a tag name could also be a
+        // branch's), else its name.
+        Some(previous) => gitlab
+            .compare(project, from.as_deref().unwrap_or(previous), &head)
+            .map(|commits| gitlab::History {
+                commits,
+                more: false,
+            }),
+        None => gitlab.history(project, &head, FIRST_RELEASE_COMMITS),
+    };
+    let history = match read {
+        Ok(history) => history,
+        // CI_JOB_TOKEN is accepted by the Releases API but, on most GitLab
+        // versions, not by the repository's commit routes (for a private
+        // project GitLab then answers as if the project did not exist).
+        Err(err) if gitlab.uses_job_token() => match gitlab::api_status(&err) {
+            Some(status @ (401 | 403 | 404)) => {
+                on_event(TagEvent::CommitsUnreadable { status });
+                return Ok(release_notes::range_only(previous, from.as_deref(), &head));
+            }
+            _ => return Err(err),
+        },
+        Err(err) => return Err(err),
+    };
+    on_event(TagEvent::NotesRead {
+        commits: history.commits.len(),
+        since: previous.map(str::to_owned),
+    });
+    let commits: Vec<NoteCommit> = history
+        .commits
+        .into_iter()
+        .map(|c| NoteCommit {
+            id: c.id,
+            short_id: c.short_id,
+            title: c.title,
+            message: c.message,
+            parent_ids: c.parent_ids,
+            web_url: c.web_url,
+        })
+        .collect();
+    Ok(release_notes::render(&NotesInput {
+        head: &head,
+        previous,
+        commits: &commits,
+        older_not_read: history.more,
+    }))
 }
 
 /// After a push that did not go through: `Ok` if the remote now has `tag`
