@@ -59,7 +59,6 @@ impl std::error::Error for UsageError {}
 pub struct HintedError {
     message: String,
     hint: String,
-    source: Option<anyhow::Error>,
 }
 
 impl HintedError {
@@ -67,15 +66,7 @@ impl HintedError {
         Self {
             message: message.into(),
             hint: hint.into(),
-            source: None,
         }
-    }
-
-    /// The error this one explains (shown as its cause). Its own hint, if
-    /// any, gives way to this one's.
-    pub fn with_source(mut self, source: anyhow::Error) -> Self {
-        self.source = Some(source);
-        self
     }
 }
 
@@ -85,17 +76,14 @@ impl fmt::Display for HintedError {
     }
 }
 
-impl std::error::Error for HintedError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+impl std::error::Error for HintedError {}
 
 /// The exit code an error maps to.
 pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
-    if err.chain().any(|cause| cause.is::<UsageError>()) {
+    // `downcast_ref` also finds a `UsageError` attached as context.
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.chain().any(|cause| cause.is::<UsageError>())
+    {
         ExitStatus::Usage
     } else {
         ExitStatus::Failure
@@ -104,6 +92,14 @@ pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
 
 /// The first hint anywhere in the cause chain.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
+    // A hint attached as context (`err.context(HintedError::new(…))`) is not
+    // a link of `chain()` anyhow can downcast; `downcast_ref` finds it.
+    if let Some(e) = err.downcast_ref::<HintedError>() {
+        return Some(e.hint.clone());
+    }
+    if let Some(e) = err.downcast_ref::<UsageError>() {
+        return e.hint.clone();
+    }
     err.chain().find_map(|cause| {
         if let Some(e) = cause.downcast_ref::<UsageError>() {
             e.hint.clone()
@@ -136,19 +132,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_hinted_error_shows_its_source_and_its_own_hint_wins() {
-        let cause = anyhow::Error::new(HintedError::new("GitLab answered 403", "inner hint"));
-        let err = anyhow::Error::new(
-            HintedError::new("GitLab refused the release", "outer hint").with_source(cause),
-        )
-        .context("v1.2.3 stays");
-        let mut out = Vec::new();
-        report(&err, &mut out);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "error: v1.2.3 stays\n  caused by: GitLab refused the release\n  \
-             caused by: GitLab answered 403\nhint: outer hint\n"
-        );
+    fn hints_and_usage_attached_as_context_are_found() {
+        let err = anyhow::anyhow!("GitLab answered 404")
+            .context(HintedError::new("merge request !3 not found", "check --mr"))
+            .context("outer");
+        assert_eq!(hint(&err).as_deref(), Some("check --mr"));
         assert_eq!(exit_status(&err), ExitStatus::Failure);
+        let err = anyhow::anyhow!("x").context(UsageError::new("bad").with_hint("fix it"));
+        assert_eq!(exit_status(&err), ExitStatus::Usage);
+        assert_eq!(hint(&err).as_deref(), Some("fix it"));
     }
 }

@@ -5,23 +5,7 @@
 use anyhow::{Context, Result};
 use serde::Deserialize;
 
-use super::{GitLab, encode};
-
-/// A commit as GitLab lists it (compare and commits APIs).
-#[derive(Debug, Clone, Deserialize)]
-pub struct Commit {
-    pub id: String,
-    #[serde(default)]
-    pub short_id: String,
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub message: String,
-    #[serde(default)]
-    pub parent_ids: Vec<String>,
-    #[serde(default)]
-    pub web_url: Option<String>,
-}
+use super::{Commit, GitLab, encode};
 
 #[derive(Debug, Deserialize)]
 struct Compare {

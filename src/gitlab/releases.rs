@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, GitLab, Method, Written, encode};
+use super::{GitLab, Method, Written, encode, is_status};
 use crate::error::HintedError;
 use crate::settings::TokenKind;
 
@@ -54,7 +54,7 @@ impl GitLab {
         let path = format!("{}/releases/{}", Self::project_path(project), encode(tag));
         match self.get(&path) {
             Ok(release) => Ok(Some(release)),
-            Err(err) if api_status(&err) == Some(404) => Ok(None),
+            Err(err) if is_status(&err, 404) => Ok(None),
             Err(err) => Err(err),
         }
     }
@@ -77,16 +77,14 @@ impl GitLab {
                 Written::Sent(release) => Written::Sent(ReleaseWrite::Created(release)),
                 Written::Planned => Written::Planned,
             }),
-            Err(err) if api_status(&err) == Some(409) => match self.release(project, tag)? {
+            Err(err) if is_status(&err, 409) => match self.release(project, tag)? {
                 Some(release) => Ok(Written::Sent(ReleaseWrite::Existed(release))),
                 None => Err(err),
             },
-            Err(err) if api_status(&err) == Some(403) => Err(HintedError::new(
+            Err(err) if is_status(&err, 403) => Err(err.context(HintedError::new(
                 format!("GitLab refused to create the release of {tag}"),
                 self.release_rights_hint(),
-            )
-            .with_source(err)
-            .into()),
+            ))),
             Err(err) => Err(err),
         }
     }
@@ -116,11 +114,4 @@ impl GitLab {
             .as_ref()
             .is_some_and(|t| t.kind == TokenKind::Job)
     }
-}
-
-/// The HTTP status of a GitLab error anywhere in the chain.
-pub fn api_status(err: &anyhow::Error) -> Option<u16> {
-    err.chain()
-        .find_map(|cause| cause.downcast_ref::<ApiError>())
-        .and_then(|api| api.status)
 }

@@ -10,4 +10,6 @@
 //! Pure rules (markers, bodies, matching, version arithmetic) live next to
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
 
+pub mod check_versions;
 pub mod tag_library;
+pub mod transition_issues;

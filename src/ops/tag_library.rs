@@ -599,13 +599,18 @@ fn release_notes(
         // CI_JOB_TOKEN is accepted by the Releases API but, on most GitLab
         // versions, not by the repository's commit routes (for a private
         // project GitLab then answers as if the project did not exist).
-        Err(err) if gitlab.uses_job_token() => match gitlab::api_status(&err) {
-            Some(status @ (401 | 403 | 404)) => {
-                on_event(TagEvent::CommitsUnreadable { status });
-                return Ok(release_notes::range_only(previous, from.as_deref(), &head));
+        Err(err) if gitlab.uses_job_token() => {
+            match [401, 403, 404]
+                .into_iter()
+                .find(|s| gitlab::is_status(&err, *s))
+            {
+                Some(status) => {
+                    on_event(TagEvent::CommitsUnreadable { status });
+                    return Ok(release_notes::range_only(previous, from.as_deref(), &head));
+                }
+                None => return Err(err),
             }
-            _ => return Err(err),
-        },
+        }
         Err(err) => return Err(err),
     };
     on_event(TagEvent::NotesRead {
