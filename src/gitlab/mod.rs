@@ -230,6 +230,11 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// The project of an offline dry run that has none configured: its planned
+/// writes show the path as GitLab's API documentation does, `projects/:id`.
+/// No GitLab project has this ID or path (IDs are numbers, paths have no `:`).
+pub const PROJECT_PLACEHOLDER: &str = ":id";
+
 /// Encode a value as one URL path segment or query value.
 pub fn encode(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
@@ -375,8 +380,11 @@ impl GitLab {
         &self.base_url
     }
 
-    /// `projects/<id or encoded path>`.
+    /// `projects/<id or encoded path>`; [`PROJECT_PLACEHOLDER`] stays as it is.
     pub fn project_path(project: &str) -> String {
+        if project == PROJECT_PLACEHOLDER {
+            return format!("projects/{PROJECT_PLACEHOLDER}");
+        }
         format!("projects/{}", encode(project))
     }
 

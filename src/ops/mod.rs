@@ -9,3 +9,7 @@
 //! [`crate::gitlab::Written::Planned`], and the outcome says "would-…".
 //! Pure rules (markers, bodies, matching, version arithmetic) live next to
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
+//!
+//! - [`races`]: filing races as GitLab issues (`scan-races`).
+
+pub mod races;
