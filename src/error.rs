@@ -25,11 +25,20 @@ impl From<ExitStatus> for std::process::ExitCode {
     }
 }
 
+/// A setting that a service needed and did not get, named without saying
+/// how it is set: the command line adds its flag, variable and config key to
+/// the hint (`commands::hints`), `serve` logs only the service's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    GitLabUrl,
+}
+
 /// Bad usage or bad configuration: exit code 2.
 #[derive(Debug)]
 pub struct UsageError {
     message: String,
     hint: Option<String>,
+    setting: Option<Setting>,
 }
 
 impl UsageError {
@@ -37,12 +46,27 @@ impl UsageError {
         Self {
             message: message.into(),
             hint: None,
+            setting: None,
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Mark the error as the lack of `setting`.
+    pub fn for_setting(mut self, setting: Setting) -> Self {
+        self.setting = Some(setting);
+        self
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    pub fn setting(&self) -> Option<Setting> {
+        self.setting
     }
 }
 
@@ -87,23 +111,28 @@ pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
     }
 }
 
-/// The first hint anywhere in the cause chain.
+/// The first hint anywhere in the cause chain, in the service's terms (what
+/// `serve` may log).
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|cause| {
-        if let Some(e) = cause.downcast_ref::<UsageError>() {
-            e.hint.clone()
-        } else if let Some(e) = cause.downcast_ref::<HintedError>() {
-            Some(e.hint.clone())
-        } else if let Some(e) = cause.downcast_ref::<crate::gitlab::ApiError>() {
-            e.hint()
-        } else {
-            None
-        }
-    })
+    err.chain().find_map(cause_hint)
 }
 
-/// Print the whole cause chain, one line per cause, and a hint if there is one.
-pub fn report(err: &anyhow::Error, out: &mut dyn Write) {
+/// The hint one cause carries, in the service's terms.
+pub fn cause_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(e) = cause.downcast_ref::<UsageError>() {
+        e.hint.clone()
+    } else if let Some(e) = cause.downcast_ref::<HintedError>() {
+        Some(e.hint.clone())
+    } else if let Some(e) = cause.downcast_ref::<crate::gitlab::ApiError>() {
+        e.hint()
+    } else {
+        None
+    }
+}
+
+/// Print the whole cause chain, one line per cause, and `hint` if there is
+/// one (the caller chooses the words: see `commands::hints`).
+pub fn report(err: &anyhow::Error, hint: Option<String>, out: &mut dyn Write) {
     let mut causes = err.chain();
     if let Some(first) = causes.next() {
         let _ = writeln!(out, "error: {first}");
@@ -111,7 +140,7 @@ pub fn report(err: &anyhow::Error, out: &mut dyn Write) {
     for cause in causes {
         let _ = writeln!(out, "  caused by: {cause}");
     }
-    if let Some(hint) = hint(err) {
+    if let Some(hint) = hint {
         let _ = writeln!(out, "hint: {hint}");
     }
 }
