@@ -41,8 +41,10 @@ fn api_hint(problem: &ApiProblem) -> String {
                 problem.hint()
             )
         }
-        // These name where the token came from already.
-        ApiProblem::TokenRejected { .. } | ApiProblem::TokenNotAllowed { .. } => problem.hint(),
+        // These name where the token came from, or the variables to set, already.
+        ApiProblem::TokenRejected { .. }
+        | ApiProblem::TokenNotAllowed { .. }
+        | ApiProblem::UntrustedCertificate => problem.hint(),
     }
 }
 

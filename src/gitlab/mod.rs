@@ -27,40 +27,19 @@ pub use issues::NewIssue;
 pub use types::{Issue, Note, User};
 
 use std::fmt;
-use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 
 use crate::error::{Setting, UsageError};
+use crate::http::retry::{self, Attempt, Outcome};
+use crate::http::{RawResponse, may_have_arrived, same_origin, transport_reason};
 use crate::settings::{GitLabSettings, GitLabToken, TokenKind};
 
-/// Bounds on retrying: exponential backoff from `base`, at most `max_delay`
-/// per wait, and no retry that would end after `budget` from the first try.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub base: Duration,
-    pub max_delay: Duration,
-    pub budget: Duration,
-    pub max_attempts: u32,
-    /// One request, from connecting to the last byte of the answer.
-    pub timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(500),
-            max_delay: Duration::from_secs(30),
-            budget: Duration::from_secs(120),
-            max_attempts: 8,
-            timeout: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::http::RetryPolicy;
 
 /// A GitLab answer with a status GitLab meant (4xx/5xx), or a transport failure.
 #[derive(Debug)]
@@ -109,6 +88,8 @@ pub enum ApiProblem {
     TokenNotAllowed { source: String },
     /// 404: no such project, or the token's user cannot see it.
     NotFound,
+    /// No TLS connection: the server's certificate is not trusted.
+    UntrustedCertificate,
     /// No answer at all from `base_url`.
     Unreachable { base_url: String },
 }
@@ -123,6 +104,9 @@ impl ApiError {
             (Some(403), Some(TokenKind::Job), _) => ApiProblem::JobTokenCannotWrite,
             (Some(403), _, Some(source)) => ApiProblem::TokenNotAllowed { source },
             (Some(404), _, _) => ApiProblem::NotFound,
+            (None, _, _) if crate::http::tls::is_untrusted_certificate(&self.message) => {
+                ApiProblem::UntrustedCertificate
+            }
             (None, _, _) => ApiProblem::Unreachable {
                 base_url: self.base_url.clone(),
             },
@@ -160,25 +144,9 @@ impl ApiProblem {
             ApiProblem::NotFound => "check the project ID or path and that the token's user \
                 can see the project"
                 .to_owned(),
+            ApiProblem::UntrustedCertificate => crate::http::tls::UNTRUSTED_HINT.to_owned(),
             ApiProblem::Unreachable { base_url } => format!("is GitLab reachable at {base_url}?"),
         }
-    }
-}
-
-/// A raw answer, read whatever its status.
-#[derive(Debug)]
-pub struct RawResponse {
-    pub status: u16,
-    headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl RawResponse {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -243,18 +211,6 @@ enum Mode {
     Offline(Arc<Mutex<Vec<PlannedWrite>>>),
 }
 
-/// What one attempt ended in.
-enum Attempt {
-    Done(RawResponse),
-    /// Worth another try; `applied_maybe` when the request may have reached
-    /// GitLab, `wait` when the server said how long to wait.
-    Retry {
-        reason: String,
-        applied_maybe: bool,
-        wait: Option<Duration>,
-    },
-}
-
 /// Characters escaped in one path segment: everything but unreserved ones,
 /// so `group/sub/project` becomes `group%2Fsub%2Fproject`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -316,6 +272,7 @@ impl GitLab {
             UsageError::new("no GitLab URL is configured").for_setting(Setting::GitLabUrl)
         })?;
         let agent = ureq::Agent::config_builder()
+            .tls_config(settings.trust.tls_config()?)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -524,70 +481,34 @@ impl GitLab {
         body: Option<&serde_json::Value>,
         applied: &mut dyn FnMut() -> Result<bool>,
     ) -> Result<RawResponse> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let (reason, applied_maybe, wait) = match self.attempt(method, path, body)? {
-                Attempt::Done(response) => {
-                    if (200..300).contains(&response.status) {
-                        return Ok(response);
-                    }
-                    return Err(self
-                        .api_error(
-                            method,
-                            path,
-                            Some(response.status),
-                            gitlab_message(&response),
-                        )
-                        .into());
-                }
-                Attempt::Retry {
-                    reason,
-                    applied_maybe,
-                    wait,
-                } => (reason, applied_maybe, wait),
-            };
-            let backoff = self.backoff(attempt);
-            let delay = wait.map_or(backoff, |w| w.max(Duration::from_millis(50)));
-            let out_of_budget = started.elapsed() + delay > self.retry.budget;
-            if attempt >= self.retry.max_attempts || out_of_budget {
-                let status = reason
-                    .split_whitespace()
-                    .next()
-                    .and_then(|s| s.parse().ok());
-                let message = format!(
-                    "{reason} (gave up after {attempt} attempt{} in {:.1}s)",
-                    if attempt == 1 { "" } else { "s" },
-                    started.elapsed().as_secs_f64()
-                );
-                return Err(self.api_error(method, path, status, message).into());
-            }
-            (self.on_retry)(&format!(
-                "{} {path}: {reason}; retrying in {:.1}s",
-                method.as_str(),
-                delay.as_secs_f64()
-            ));
-            std::thread::sleep(delay);
-            if applied_maybe && method != Method::Get && applied()? {
-                return Ok(RawResponse {
-                    status: 0,
-                    headers: Vec::new(),
-                    body: String::new(),
-                });
+        let label = format!("{} {path}", method.as_str());
+        let outcome = retry::run(
+            &self.retry,
+            &label,
+            method != Method::Get,
+            &*self.on_retry,
+            &mut || self.attempt(method, path, body),
+            applied,
+        )?;
+        match outcome {
+            Outcome::Done(response) if (200..300).contains(&response.status) => Ok(response),
+            Outcome::Done(response) => Err(self
+                .api_error(
+                    method,
+                    path,
+                    Some(response.status),
+                    gitlab_message(&response),
+                )
+                .into()),
+            Outcome::Applied => Ok(RawResponse {
+                status: 0,
+                headers: Vec::new(),
+                body: String::new(),
+            }),
+            Outcome::GaveUp { status, message } => {
+                Err(self.api_error(method, path, status, message).into())
             }
         }
-    }
-
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .retry
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.retry.max_delay);
-        // Full jitter in [exp/2, exp], so a herd of cron jobs spreads out.
-        let half = exp / 2;
-        half + half.mul_f64(fastrand::f64())
     }
 
     fn attempt(
@@ -595,7 +516,7 @@ impl GitLab {
         method: Method,
         path: &str,
         body: Option<&serde_json::Value>,
-    ) -> Result<Attempt> {
+    ) -> Result<Attempt<RawResponse>> {
         let url = format!("{}/{}", self.api, path.trim_start_matches('/'));
         let mut redirects = 0;
         let mut url = url;
@@ -615,47 +536,30 @@ impl GitLab {
             };
             let mut response = match result {
                 Ok(response) => response,
+                Err(err) if crate::http::tls::is_tls_failure(&err) => {
+                    return Err(self
+                        .api_error(method, path, None, transport_reason(&err))
+                        .into());
+                }
                 Err(err) => {
-                    let applied_maybe = !matches!(
-                        err,
-                        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound
-                    );
                     return Ok(Attempt::Retry {
                         reason: transport_reason(&err),
-                        applied_maybe,
+                        applied_maybe: may_have_arrived(&err),
                         wait: None,
                     });
                 }
             };
-            let status = response.status().as_u16();
-            let headers: Vec<(String, String)> = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let mut text = String::new();
-            let read = response
-                .body_mut()
-                .as_reader()
-                .take(64 * 1024 * 1024)
-                .read_to_string(&mut text);
-            if let Err(err) = read {
-                return Ok(Attempt::Retry {
-                    reason: format!("answer cut off: {err}"),
-                    applied_maybe: true,
-                    wait: None,
-                });
-            }
-            let raw = RawResponse {
-                status,
-                headers,
-                body: text,
+            let raw = match RawResponse::read(&mut response, 64 * 1024 * 1024) {
+                Ok(raw) => raw,
+                Err(err) => {
+                    return Ok(Attempt::Retry {
+                        reason: format!("answer cut off: {err}"),
+                        applied_maybe: true,
+                        wait: None,
+                    });
+                }
             };
+            let status = raw.status;
             if matches!(status, 301 | 302 | 303 | 307 | 308) {
                 let location = raw.header("location").unwrap_or_default().to_owned();
                 if !same_origin(&location, &self.base_url) || redirects >= 3 {
@@ -676,12 +580,12 @@ impl GitLab {
                 429 => Attempt::Retry {
                     reason: "429 Too Many Requests".to_owned(),
                     applied_maybe: false,
-                    wait: retry_after(&raw),
+                    wait: retry::retry_after(&raw),
                 },
                 503 => Attempt::Retry {
                     reason: "503 Service Unavailable".to_owned(),
                     applied_maybe: false,
-                    wait: retry_after(&raw),
+                    wait: retry::retry_after(&raw),
                 },
                 500 | 502 | 504 => Attempt::Retry {
                     reason: format!("{status} {}", gitlab_message(&raw)),
@@ -763,44 +667,6 @@ fn gitlab_message(response: &RawResponse) -> String {
     })
 }
 
-fn retry_after(response: &RawResponse) -> Option<Duration> {
-    if let Some(secs) = response
-        .header("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Some(Duration::from_secs(secs));
-    }
-    let reset = response
-        .header("ratelimit-reset")?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_secs();
-    Some(Duration::from_secs(reset.saturating_sub(now)))
-}
-
-fn transport_reason(err: &ureq::Error) -> String {
-    match err {
-        ureq::Error::ConnectionFailed => "connection refused or failed".to_owned(),
-        ureq::Error::HostNotFound => "host not found".to_owned(),
-        ureq::Error::Timeout(t) => format!("timed out ({t})"),
-        other => other.to_string(),
-    }
-}
-
-fn origin(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let end = rest.find('/').unwrap_or(rest.len());
-    Some(&url[..url.len() - rest.len() + end])
-}
-
-fn same_origin(a: &str, b: &str) -> bool {
-    matches!((origin(a), origin(b)), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -871,6 +737,13 @@ mod tests {
             ),
             (failed(Some(404), private), ApiProblem::NotFound),
             (
+                ApiError {
+                    message: "invalid peer certificate: UnknownIssuer".to_owned(),
+                    ..failed(None, private)
+                },
+                ApiProblem::UntrustedCertificate,
+            ),
+            (
                 failed(None, private),
                 ApiProblem::Unreachable {
                     base_url: "https://gitlab.example.com".to_owned(),
@@ -884,18 +757,5 @@ mod tests {
             assert!(!hint.contains("gitlab.url") && !hint.contains("gitlab.project"));
         }
         assert_eq!(failed(Some(422), private).problem(), None);
-    }
-
-    #[test]
-    fn origins() {
-        assert!(same_origin(
-            "https://gitlab.example.com/api/v4/x",
-            "https://gitlab.example.com"
-        ));
-        assert!(!same_origin(
-            "https://evil.example.com/api/v4/x",
-            "https://gitlab.example.com"
-        ));
-        assert!(!same_origin("/relative", "https://gitlab.example.com"));
     }
 }
