@@ -104,7 +104,10 @@ impl std::error::Error for HintedError {}
 
 /// The exit code an error maps to.
 pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
-    if err.chain().any(|cause| cause.is::<UsageError>()) {
+    // `downcast_ref` also finds a `UsageError` attached as context.
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.chain().any(|cause| cause.is::<UsageError>())
+    {
         ExitStatus::Usage
     } else {
         ExitStatus::Failure
@@ -114,7 +117,23 @@ pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
 /// The first hint anywhere in the cause chain, in the service's terms (what
 /// `serve` may log).
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(cause_hint)
+    find_hint(err, cause_hint)
+}
+
+/// The first hint of `err`, worded by `word`: a hint attached as context
+/// first (`err.context(HintedError::new(…))` is not a link of `chain()` that
+/// anyhow can downcast; `downcast_ref` finds it), then the cause chain in order.
+pub fn find_hint(
+    err: &anyhow::Error,
+    word: impl Fn(&(dyn std::error::Error + 'static)) -> Option<String>,
+) -> Option<String> {
+    if let Some(e) = err.downcast_ref::<HintedError>() {
+        return word(e);
+    }
+    if let Some(e) = err.downcast_ref::<UsageError>() {
+        return word(e);
+    }
+    err.chain().find_map(word)
 }
 
 /// The hint one cause carries, in the service's terms.
@@ -142,5 +161,22 @@ pub fn report(err: &anyhow::Error, hint: Option<String>, out: &mut dyn Write) {
     }
     if let Some(hint) = hint {
         let _ = writeln!(out, "hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_and_usage_attached_as_context_are_found() {
+        let err = anyhow::anyhow!("GitLab answered 404")
+            .context(HintedError::new("merge request !3 not found", "check --mr"))
+            .context("outer");
+        assert_eq!(hint(&err).as_deref(), Some("check --mr"));
+        assert_eq!(exit_status(&err), ExitStatus::Failure);
+        let err = anyhow::anyhow!("x").context(UsageError::new("bad").with_hint("fix it"));
+        assert_eq!(exit_status(&err), ExitStatus::Usage);
+        assert_eq!(hint(&err).as_deref(), Some("fix it"));
     }
 }

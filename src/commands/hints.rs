@@ -6,20 +6,22 @@
 use crate::error::{self, Setting, UsageError};
 use crate::gitlab::{ApiError, ApiProblem};
 
-/// The hint under an error: the first one in the cause chain, in
+/// The hint under an error (found as [`error::hint`] finds it), in
 /// command-line terms where a flag, variable or config key is the fix.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    err.chain().find_map(|cause| {
-        if let Some(api) = cause.downcast_ref::<ApiError>() {
-            return api.problem().map(|problem| api_hint(&problem));
+    error::find_hint(err, cause_hint)
+}
+
+fn cause_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(api) = cause.downcast_ref::<ApiError>() {
+        return api.problem().map(|problem| api_hint(&problem));
+    }
+    if let Some(usage) = cause.downcast_ref::<UsageError>() {
+        if let Some(setting) = usage.setting() {
+            return Some(setting_hint(setting, usage.hint()));
         }
-        if let Some(usage) = cause.downcast_ref::<UsageError>() {
-            if let Some(setting) = usage.setting() {
-                return Some(setting_hint(setting, usage.hint()));
-            }
-        }
-        error::cause_hint(cause)
-    })
+    }
+    error::cause_hint(cause)
 }
 
 fn api_hint(problem: &ApiProblem) -> String {
@@ -29,8 +31,9 @@ fn api_hint(problem: &ApiProblem) -> String {
             gitlab.token_env)"
             .to_owned(),
         ApiProblem::JobTokenCannotWrite => "CI_JOB_TOKEN can read merge requests and files but \
-            cannot create issues, notes, discussions or labels: set RP_GITLAB_TOKEN to a project \
-            access token with the `api` scope (Reporter role or higher) as a masked CI/CD variable"
+            cannot create issues, notes, discussions or labels, edit issues or resolve threads: \
+            set RP_GITLAB_TOKEN to a project access token with the `api` scope (Reporter role or \
+            higher; Developer to resolve merge-request threads) as a masked CI/CD variable"
             .to_owned(),
         ApiProblem::NotFound => "check the project ID or path (--project / RP_PROJECT / \
             gitlab.project) and that the token's user can see the project"
@@ -98,6 +101,15 @@ mod tests {
             error::hint(&err).as_deref(),
             Some("a dry run with a GitLab URL still writes nothing")
         );
+    }
+
+    #[test]
+    fn a_missing_setting_attached_as_context_is_found_too() {
+        let err = anyhow::anyhow!("cannot start").context(
+            UsageError::new("no GitLab URL is configured").for_setting(Setting::GitLabUrl),
+        );
+        assert!(hint(&err).unwrap().starts_with("set --gitlab-url"));
+        assert_eq!(error::hint(&err), None);
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //! own settings (`RP_RELEASE_URL`, `RP_LISTEN`, git credentials) until their
 //! work moves into `ops/`.
 
+pub mod check_versions;
 pub mod hints;
 pub mod release;
 pub mod scan_races;
 pub mod serve;
 pub mod tag_library;
+pub mod transition_issues;
 
 use anyhow::Result;
 
@@ -29,5 +31,7 @@ pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
         Command::Release(args) => release::run(&args, settings),
         Command::Serve(args) => serve::run(&args, settings),
         Command::TagLibrary(args) => tag_library::run(&args, settings),
+        Command::CheckVersions(args) => check_versions::run(&args, settings),
+        Command::TransitionIssues(args) => transition_issues::run(&args, settings),
     }
 }

@@ -20,11 +20,19 @@
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
+mod discussions;
+mod files;
 mod issues;
+mod merge_requests;
+mod projects;
 mod types;
 
+pub use files::FileContent;
 pub use issues::NewIssue;
-pub use types::{Issue, Note, User};
+pub use projects::is_status;
+pub use types::{
+    Commit, Discussion, DiscussionNote, Issue, Label, MergeRequest, Note, Project, References, User,
+};
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -82,7 +90,7 @@ pub enum ApiProblem {
     NoToken,
     /// 401: GitLab refused the token from `source`.
     TokenRejected { source: String },
-    /// 403 with `CI_JOB_TOKEN`, which cannot write issues, notes or labels.
+    /// 403 with `CI_JOB_TOKEN`, which cannot write issues, notes, labels or threads.
     JobTokenCannotWrite,
     /// 403 with the token from `source`.
     TokenNotAllowed { source: String },
@@ -134,8 +142,9 @@ impl ApiProblem {
                  and has the `api` scope"
             ),
             ApiProblem::JobTokenCannotWrite => "CI_JOB_TOKEN can read merge requests and files \
-                but cannot create issues, notes, discussions or labels: use a project access \
-                token with the `api` scope (Reporter role or higher)"
+                but cannot create issues, notes, discussions or labels, edit issues or resolve \
+                threads: use a project access token with the `api` scope (Reporter role or \
+                higher; Developer to resolve merge-request threads)"
                 .to_owned(),
             ApiProblem::TokenNotAllowed { source } => format!(
                 "the token from {source} may not do this: it needs the `api` scope and at least \

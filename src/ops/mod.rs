@@ -10,6 +10,10 @@
 //! Pure rules (markers, bodies, matching, version arithmetic) live next to
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
 //!
+//! - [`check_versions`]: the version check of a merge request (`check-versions`, the webhook).
 //! - [`races`]: filing races as GitLab issues (`scan-races`).
+//! - [`transition_issues`]: moving referenced issues along the workflow (`transition-issues`, the webhook).
 
+pub mod check_versions;
 pub mod races;
+pub mod transition_issues;

@@ -9,6 +9,7 @@
 //! release scripts they started) finish.
 
 pub mod release;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +68,20 @@ impl Routes {
                 config.products.len(),
                 config.dir.display()
             ));
+        }
+        if let Some(config) = &settings.config.webhook {
+            let hook = Arc::new(webhook::Webhook::new(
+                config,
+                settings,
+                tasks.clone(),
+                log.clone(),
+            )?);
+            enabled.push(format!(
+                "POST {} (GitLab merge-request webhook: {})",
+                webhook::ROUTE,
+                hook.describe()
+            ));
+            router = router.merge(hook.routes());
         }
         let router = router
             .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))

@@ -13,6 +13,8 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+pub mod merge_requests;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,6 +102,8 @@ pub struct State {
     /// Send only `Link` headers (no `x-next-page`), pointing at this host.
     link_only_host: Option<String>,
     pub base_url: String,
+    /// Merge requests, discussions, files, labels (`fake_gitlab/merge_requests.rs`).
+    pub mr: merge_requests::MrStore,
 }
 
 /// A running fake GitLab; stops when dropped.
@@ -137,6 +141,7 @@ impl FakeGitLab {
             per_page_max: 100,
             link_only_host: None,
             base_url: url.clone(),
+            mr: Default::default(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -506,7 +511,8 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         },
         ("GET", ["issues", iid, "notes"]) => list_notes(s, pid, request, iid, &params),
         ("POST", ["issues", iid, "notes"]) => create_note(s, pid, iid, &body),
-        _ => message(404, "404 Not Found"),
+        _ => merge_requests::route(s, &project, request, rest, &body, &params)
+            .unwrap_or_else(|| message(404, "404 Not Found")),
     }
 }
 
