@@ -25,6 +25,8 @@ pub struct Config {
     pub gitlab: GitLabConfig,
     #[serde(default)]
     pub races: RacesConfig,
+    #[serde(default)]
+    pub tag_library: TagLibraryConfig,
     pub release: Option<ReleaseConfig>,
     #[serde(default)]
     pub versions: VersionsConfig,
@@ -51,6 +53,15 @@ pub struct RacesConfig {
     pub project: Option<String>,
     /// Reopen a closed issue whose race shows up again (default true).
     pub reopen_closed: Option<bool>,
+}
+
+/// `tag-library` (SPEC §5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagLibraryConfig {
+    /// Create a GitLab release with notes for each new tag (default true
+    /// when a GitLab project is configured).
+    pub gitlab_release: Option<bool>,
 }
 
 /// `check-versions` (SPEC §6).
@@ -261,6 +272,7 @@ mod tests {
             config.races.labels.as_deref(),
             Some(&["race condition".to_owned()][..])
         );
+        assert_eq!(config.tag_library.gitlab_release, Some(true));
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));
         assert_eq!(config.versions.compare, Some(Granularity::Minor));
@@ -269,6 +281,16 @@ mod tests {
         assert_eq!(config.workflow.labels.len(), 5);
         let webhook = config.webhook.unwrap();
         assert_eq!(webhook.secret_env, "RP_WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn tag_library_release_can_be_turned_off() {
+        let text = "tag_library:\n  gitlab_release: false\n";
+        let config = Config::parse(text, Path::new("c.yml")).unwrap();
+        assert_eq!(config.tag_library.gitlab_release, Some(false));
+        let err =
+            Config::parse("tag_library:\n  release: false\n", Path::new("c.yml")).unwrap_err();
+        assert!(err.to_string().contains("release"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod gitlab;
 pub mod http;
 pub mod ops;
 pub mod output;
+pub mod planned;
 pub mod races;
 pub mod references;
 pub mod release;
@@ -53,7 +54,11 @@ pub fn main() -> ExitStatus {
     match outcome {
         Ok(status) => status,
         Err(err) => {
-            error::report(&err, &mut std::io::stderr().lock());
+            error::report(
+                &err,
+                commands::hints::hint(&err),
+                &mut std::io::stderr().lock(),
+            );
             error::exit_status(&err)
         }
     }

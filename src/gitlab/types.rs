@@ -114,14 +114,21 @@ pub struct References {
     pub full: String,
 }
 
-/// A commit as listed in a merge request.
+/// A commit as GitLab lists it: a merge request's commits, the compare
+/// API, the commits API.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Commit {
     pub id: String,
     #[serde(default)]
+    pub short_id: String,
+    #[serde(default)]
     pub title: String,
     #[serde(default)]
     pub message: String,
+    #[serde(default)]
+    pub parent_ids: Vec<String>,
+    #[serde(default)]
+    pub web_url: Option<String>,
 }
 
 /// A discussion (thread) on a merge request.

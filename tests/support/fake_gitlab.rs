@@ -14,6 +14,7 @@
 //! (multipart uploads, form posts) reach the routes as raw text.
 
 pub mod merge_requests;
+pub mod releases;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -484,6 +485,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
     else {
         return message(404, "404 Project Not Found");
     };
+    if let Some(answer) = releases::route(s, &project, request, rest) {
+        return answer;
+    }
     let write = request.method != "GET";
     if write && matches!(caller, Caller::Job) {
         return message(403, "403 Forbidden");
