@@ -671,18 +671,7 @@ fn a_503_from_a_proxy_is_retried_then_succeeds() {
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}\r\n",
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = artifact(dir.path(), "p.tgz", 1000, 18);
-    let out = upload_to(
-        dir.path(),
-        &proxy.url(),
-        &file,
-        "app",
-        &["version=1"],
-        SECRET,
-        &[],
-    );
-    proxy.join();
+    let out = proxy.upload_one();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).matches("retrying in").count(),
@@ -700,18 +689,7 @@ fn a_proxys_retry_after_is_honoured() {
         b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}",
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let file = artifact(dir.path(), "r.tgz", 1000, 23);
-    let out = upload_to(
-        dir.path(),
-        &proxy.url(),
-        &file,
-        "app",
-        &["version=1"],
-        SECRET,
-        &[],
-    );
-    proxy.join();
+    let out = proxy.upload_one();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("attempt 1 of 4 failed (HTTP 503); retrying in 1s"),

@@ -383,6 +383,24 @@ impl FakeProxy {
     pub fn join(self) {
         self.thread.join().expect("proxy thread");
     }
+
+    /// Upload a small artifact through this proxy with our client (product
+    /// `app`, version 1) and wait until every reply was sent.
+    pub fn upload_one(self) -> Output {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = artifact(dir.path(), "p.tgz", 1000, 18);
+        let out = upload_to(
+            dir.path(),
+            &self.url(),
+            &file,
+            "app",
+            &["version=1"],
+            SECRET,
+            &[],
+        );
+        self.join();
+        out
+    }
 }
 
 /// Read a request head from a bare socket posing as a server, up to and
