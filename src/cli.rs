@@ -38,6 +38,7 @@ pub enum Command {
     Release(commands::release::ReleaseCommand),
     Serve(commands::serve::ServeArgs),
     TagLibrary(commands::tag_library::TagLibraryArgs),
+    Escalate(commands::escalate::EscalateArgs),
 }
 
 /// Flags every command accepts (SPEC §2).

@@ -96,6 +96,8 @@ pub fn hint(err: &anyhow::Error) -> Option<String> {
             Some(e.hint.clone())
         } else if let Some(e) = cause.downcast_ref::<crate::gitlab::ApiError>() {
             e.hint()
+        } else if let Some(e) = cause.downcast_ref::<crate::freshdesk::FreshdeskError>() {
+            e.hint()
         } else {
             None
         }

@@ -2,6 +2,7 @@
 //! Commands talk to service clients and the printer; they never build URLs,
 //! read environment variables or print directly.
 
+pub mod escalate;
 pub mod release;
 pub mod scan_races;
 pub mod serve;
@@ -15,6 +16,7 @@ use crate::settings::Settings;
 
 pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
     match command {
+        Command::Escalate(args) => escalate::run(&args, settings),
         Command::ScanRaces(args) => scan_races::run(&args, settings),
         Command::Release(args) => release::run(&args, settings),
         Command::Serve(args) => serve::run(&args, settings),

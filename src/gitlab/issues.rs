@@ -120,3 +120,55 @@ impl GitLab {
         )
     }
 }
+
+impl GitLab {
+    /// One issue by its number; `None` when the project has no such issue.
+    pub fn issue(&self, project: &str, iid: u64) -> Result<Option<Issue>> {
+        let path = format!("{}/issues/{iid}", Self::project_path(project));
+        match self.get(&path) {
+            Ok(issue) => Ok(Some(issue)),
+            Err(err)
+                if err
+                    .downcast_ref::<super::ApiError>()
+                    .is_some_and(|e| e.status == Some(404)) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The project itself (its web URL, to recognise links to its issues).
+    pub fn project(&self, project: &str) -> Result<super::Project> {
+        self.get(&Self::project_path(project))
+    }
+
+    /// Add a note whose body contains `marker`; an `internal` note is seen
+    /// only by project members (GitLab 15.6+; older versions ignore it).
+    pub fn create_issue_note_visible(
+        &self,
+        project: &str,
+        iid: u64,
+        body: &str,
+        marker: &str,
+        internal: bool,
+    ) -> Result<Written<Note>> {
+        if !internal {
+            return self.create_issue_note(project, iid, body, marker);
+        }
+        let path = format!("{}/issues/{iid}/notes", Self::project_path(project));
+        let summary = format!("internal note of {} characters", body.chars().count());
+        self.write(
+            Method::Post,
+            &path,
+            &json!({ "body": body, "internal": true }),
+            &summary,
+            || {
+                Ok(self
+                    .issue_notes(project, iid)?
+                    .into_iter()
+                    .find(|note| note.body.contains(marker)))
+            },
+        )
+    }
+}

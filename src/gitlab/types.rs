@@ -27,6 +27,16 @@ pub struct Issue {
     #[serde(default)]
     pub labels: Vec<String>,
     pub web_url: String,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Project {
+    pub id: u64,
+    #[serde(default)]
+    pub path_with_namespace: String,
+    pub web_url: String,
 }
 
 impl Issue {

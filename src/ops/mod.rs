@@ -9,3 +9,4 @@
 //! [`crate::gitlab::Written::Planned`], and the outcome says "would-…".
 //! Pure rules (markers, bodies, matching, version arithmetic) live next to
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
+pub mod escalate;
