@@ -100,10 +100,11 @@ pub enum CopiedAttachment {
         image: bool,
     },
     /// Too large for GitLab: linked to its lasting place in Freshdesk.
+    /// `limit` is the configured one; `None` when GitLab itself refused it.
     TooLarge {
         name: String,
         bytes: Option<u64>,
-        limit: u64,
+        limit: Option<u64>,
         freshdesk_url: String,
     },
     /// A dry run: would be uploaded.
@@ -132,11 +133,16 @@ impl CopiedAttachment {
                 limit,
                 freshdesk_url,
             } => format!(
-                "- [{}]({freshdesk_url}){}: **not copied**, larger than GitLab's upload limit of \
-                 {}; open it in Freshdesk",
+                "- [{}]({freshdesk_url}){}: **not copied**, {}; open it in Freshdesk",
                 inline_text(name),
                 bytes.map_or_else(String::new, |b| format!(" ({})", bytesize::ByteSize(b))),
-                bytesize::ByteSize(*limit)
+                match limit {
+                    Some(limit) => format!(
+                        "larger than GitLab's upload limit of {}",
+                        bytesize::ByteSize(*limit)
+                    ),
+                    None => "GitLab refused it as too large".to_owned(),
+                }
             ),
             CopiedAttachment::Planned { name, bytes } => format!(
                 "- {}{} (to be uploaded)",
@@ -427,7 +433,7 @@ mod tests {
                 CopiedAttachment::TooLarge {
                     name: "core.dump".into(),
                     bytes: Some(300 * 1024 * 1024),
-                    limit: 100 * 1024 * 1024,
+                    limit: Some(100 * 1024 * 1024),
                     freshdesk_url: "https://fd/helpdesk/attachments/5".into(),
                 },
             ],
@@ -457,7 +463,7 @@ mod tests {
             &note,
             "https://gitlab.example.com/support/esc/-/issues/1"
         ));
-        assert_eq!(linked_issue_iids(&[note.clone()]), vec![12]);
+        assert_eq!(linked_issue_iids(std::slice::from_ref(&note)), vec![12]);
         // A customer quoting the note is not rp-devops.
         let quoted = Conversation {
             private: false,

@@ -31,10 +31,13 @@ pub(super) struct FilePart<'a> {
     pub content_type: String,
 }
 
+/// The form's bytes: head, the file, tail.
+type FormBody = Chain<Chain<Cursor<Vec<u8>>, File>, Cursor<Vec<u8>>>;
+
 pub(super) struct Form {
     pub content_type: String,
     pub len: u64,
-    pub body: Chain<Chain<Cursor<Vec<u8>>, File>, Cursor<Vec<u8>>>,
+    pub body: FormBody,
 }
 
 impl FilePart<'_> {

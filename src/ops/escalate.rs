@@ -141,6 +141,17 @@ pub fn escalate(
         "escalate needs at least one label (freshdesk.labels) to find escalated issues again"
     );
     let ticket = freshdesk.ticket(id)?;
+    if let Some(field) = &request.link_field {
+        // Freshdesk lists every custom field of the account on each ticket;
+        // checked now, before anything is written anywhere.
+        if !ticket.custom_fields.contains_key(field) {
+            return Err(crate::error::HintedError::new(
+                format!("Freshdesk ticket {id} has no custom field {field:?} (freshdesk.link_field)"),
+                "create it in Freshdesk (Admin → Ticket Fields, a single-line text field; its API name starts with cf_) or remove freshdesk.link_field",
+            )
+            .into());
+        }
+    }
     let conversations = freshdesk.conversations(id)?;
     progress(format!(
         "ticket {id}: {:?}, {} conversation(s), {} attachment(s) on the ticket",
@@ -212,7 +223,7 @@ impl Run<'_> {
                 return Ok(Some(issue));
             }
         }
-        Ok(self.listed_issue()?)
+        self.listed_issue()
     }
 
     /// The earliest issue with the first label whose marker names the ticket.
@@ -446,16 +457,17 @@ impl Run<'_> {
         let mut out = Vec::new();
         for (attachment, fetched) in attachments.iter().zip(files) {
             *copied += 1;
-            let too_large = |bytes: Option<u64>| CopiedAttachment::TooLarge {
+            let too_large = |bytes: Option<u64>, limit: Option<u64>| CopiedAttachment::TooLarge {
                 name: attachment.name.clone(),
                 bytes,
-                limit: self.request.max_attachment_size,
+                limit,
                 freshdesk_url: self.freshdesk.attachment_page_url(attachment.id),
             };
+            let limit = Some(self.request.max_attachment_size);
             let (path, bytes) = match fetched {
                 Fetched::File(path, bytes) => (path, bytes),
                 Fetched::TooLarge => {
-                    out.push(too_large(attachment.size()));
+                    out.push(too_large(attachment.size(), limit));
                     continue;
                 }
                 Fetched::Skipped => {
@@ -481,7 +493,7 @@ impl Run<'_> {
                         .downcast_ref::<ApiError>()
                         .is_some_and(|e| e.status == Some(413)) =>
                 {
-                    out.push(too_large(Some(bytes)));
+                    out.push(too_large(Some(bytes), None));
                     continue;
                 }
                 Err(err) => {
@@ -577,10 +589,31 @@ fn reference(issue: &Issue) -> String {
         )
 }
 
-/// An RFC 3339 time (Freshdesk's `2015-08-24T11:59:05Z`, GitLab's with
-/// milliseconds).
+/// An RFC 3339 time: Freshdesk's `2015-08-24T11:59:05Z`, GitLab's
+/// `2016-10-30T14:54:28.954-04:00` (GitLab answers in the instance's zone).
 fn timestamp(text: &str) -> Option<std::time::SystemTime> {
-    humantime::parse_rfc3339_weak(text.trim().trim_end_matches('Z')).ok()
+    let text = text.trim();
+    if let Some(utc) = text.strip_suffix('Z').or_else(|| text.strip_suffix('z')) {
+        return humantime::parse_rfc3339_weak(utc).ok();
+    }
+    // `±HH:MM` at the end.
+    let cut = text.len().checked_sub(6)?;
+    let (local, offset) = (text.get(..cut)?, text.get(cut..)?);
+    let sign = match offset.as_bytes().first()? {
+        b'+' => 1i64,
+        b'-' => -1,
+        _ => return humantime::parse_rfc3339_weak(text).ok(),
+    };
+    let hours: u64 = offset.get(1..3)?.parse().ok()?;
+    let minutes: u64 = offset.get(4..6)?.parse().ok()?;
+    let shift = std::time::Duration::from_secs(hours * 3600 + minutes * 60);
+    let local = humantime::parse_rfc3339_weak(local).ok()?;
+    // Local time = UTC + offset.
+    if sign > 0 {
+        local.checked_sub(shift)
+    } else {
+        local.checked_add(shift)
+    }
 }
 
 #[cfg(test)]
@@ -593,6 +626,11 @@ mod tests {
         let gitlab = timestamp("2015-08-24T11:59:05.081Z").unwrap();
         assert!(freshdesk < gitlab);
         assert!(timestamp("yesterday").is_none());
+        // 07:59:06 at -04:00 is 11:59:06 UTC.
+        let zoned = timestamp("2015-08-24T07:59:06.000-04:00").unwrap();
+        assert!(zoned > freshdesk && zoned < timestamp("2015-08-24T11:59:07Z").unwrap());
+        let east = timestamp("2015-08-24T13:59:04+02:00").unwrap();
+        assert!(east < freshdesk);
     }
 
     #[test]

@@ -13,6 +13,11 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+mod uploads;
+
+#[allow(unused_imports)]
+pub use uploads::FakeUpload;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -100,6 +105,7 @@ pub struct State {
     /// Send only `Link` headers (no `x-next-page`), pointing at this host.
     link_only_host: Option<String>,
     pub base_url: String,
+    pub uploads: uploads::Uploads,
 }
 
 /// A running fake GitLab; stops when dropped.
@@ -137,6 +143,7 @@ impl FakeGitLab {
             per_page_max: 100,
             link_only_host: None,
             base_url: url.clone(),
+            uploads: uploads::Uploads::default(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -506,6 +513,7 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         },
         ("GET", ["issues", iid, "notes"]) => list_notes(s, pid, request, iid, &params),
         ("POST", ["issues", iid, "notes"]) => create_note(s, pid, iid, &body),
+        ("POST", ["uploads"]) => uploads::create(s, pid, request),
         _ => message(404, "404 Not Found"),
     }
 }

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_freshdesk;
 pub mod fake_gitlab;
 
 use std::path::{Path, PathBuf};
