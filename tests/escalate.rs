@@ -731,3 +731,66 @@ fn rate_limits_and_server_errors_are_retried() {
     );
     assert_eq!(s.issue().notes.len(), 3);
 }
+
+#[test]
+fn two_runs_at_once_leave_one_open_issue() {
+    let s = Setup::new();
+    rich_ticket(&s);
+    // Both runs' lookups answer late, so both find nothing and both create.
+    for _ in 0..2 {
+        s.gitlab.push_route_fault(
+            "GET",
+            "/issues",
+            Fault::Slow(std::time::Duration::from_millis(500)),
+        );
+    }
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let mut cmd = support::rp_devops_std(s.home.path());
+            cmd.env("RP_GITLAB_URL", &s.gitlab.url)
+                .env("RP_GITLAB_TOKEN", fake_gitlab::TOKEN)
+                .env("FD_KEY", fake_freshdesk::API_KEY)
+                .args(["escalate", "20", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outs: Vec<_> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let results: Vec<Value> = outs
+        .iter()
+        .map(|o| serde_json::from_slice(&o.stdout).expect("json"))
+        .collect();
+    assert_eq!(
+        results[0]["issue"], results[1]["issue"],
+        "both name the same issue"
+    );
+    let issues = s.issues();
+    assert_eq!(issues.len(), 2, "both created one");
+    let open: Vec<_> = issues.iter().filter(|i| i.state == "opened").collect();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].iid, 1, "the earlier issue stays");
+    assert_eq!(open[0].notes.len(), 3);
+    let closed = issues
+        .iter()
+        .find(|i| i.state == "closed")
+        .expect("closed duplicate");
+    assert!(
+        closed
+            .notes
+            .iter()
+            .any(|n| n.body.contains("Duplicate of #1"))
+    );
+    assert_eq!(s.link_back_notes(20), 1);
+}

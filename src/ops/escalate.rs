@@ -145,9 +145,12 @@ pub fn escalate(
         // Freshdesk lists every custom field of the account on each ticket;
         // checked now, before anything is written anywhere.
         if !ticket.custom_fields.contains_key(field) {
-            return Err(crate::error::HintedError::new(
-                format!("Freshdesk ticket {id} has no custom field {field:?} (freshdesk.link_field)"),
-                "create it in Freshdesk (Admin → Ticket Fields, a single-line text field; its API name starts with cf_) or remove freshdesk.link_field",
+            return Err(crate::error::UsageError::new(format!(
+                "Freshdesk ticket {id} has no custom field {field:?} (freshdesk.link_field)"
+            ))
+            .with_hint(
+                "create it in Freshdesk (Admin → Ticket Fields, a single-line text field; its API \
+                 name starts with cf_) or remove freshdesk.link_field",
             )
             .into());
         }

@@ -8,6 +8,7 @@
 //! graceful shutdown on SIGTERM/SIGINT that lets in-flight requests (and the
 //! release scripts they started) finish.
 
+pub mod escalation;
 pub mod release;
 
 use std::net::SocketAddr;
@@ -67,6 +68,15 @@ impl Routes {
                 config.products.len(),
                 config.dir.display()
             ));
+        }
+        if let Some(config) = &settings.config.escalation_endpoint {
+            let endpoint = escalation::EscalationEndpoint::new(config, settings, log.clone())?;
+            enabled.push(format!(
+                "POST {} ({})",
+                escalation::ROUTE,
+                endpoint.describe()
+            ));
+            router = router.merge(Arc::new(endpoint).routes());
         }
         let router = router
             .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))

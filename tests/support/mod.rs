@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod escalation;
 pub mod fake_freshdesk;
 pub mod fake_gitlab;
 
