@@ -38,6 +38,8 @@ pub enum Command {
     Release(commands::release::ReleaseCommand),
     Serve(commands::serve::ServeArgs),
     TagLibrary(commands::tag_library::TagLibraryArgs),
+    CheckVersions(commands::check_versions::CheckVersionsArgs),
+    TransitionIssues(commands::transition_issues::TransitionIssuesArgs),
     Escalate(commands::escalate::EscalateArgs),
 }
 

@@ -13,6 +13,7 @@ use anyhow::Result;
 use serde::{Deserialize, Deserializer};
 
 use crate::error::UsageError;
+use crate::versions::{Granularity, VersionSource};
 
 /// The default config file, read when present in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "rp-devops.yml";
@@ -24,7 +25,14 @@ pub struct Config {
     pub gitlab: GitLabConfig,
     #[serde(default)]
     pub races: RacesConfig,
+    #[serde(default)]
+    pub tag_library: TagLibraryConfig,
     pub release: Option<ReleaseConfig>,
+    #[serde(default)]
+    pub versions: VersionsConfig,
+    #[serde(default)]
+    pub workflow: WorkflowConfig,
+    pub webhook: Option<WebhookConfig>,
     pub freshdesk: Option<FreshdeskConfig>,
     pub escalation_endpoint: Option<EscalationEndpointConfig>,
 }
@@ -47,6 +55,61 @@ pub struct RacesConfig {
     pub project: Option<String>,
     /// Reopen a closed issue whose race shows up again (default true).
     pub reopen_closed: Option<bool>,
+}
+
+/// `tag-library` (SPEC §5).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagLibraryConfig {
+    /// Create a GitLab release with notes for each new tag (default true
+    /// when a GitLab project is configured).
+    pub gitlab_release: Option<bool>,
+}
+
+/// `check-versions` (SPEC §6).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionsConfig {
+    /// Path of the version file in the repository (default `VERSION`).
+    pub file: Option<String>,
+    /// Regex with a `version` group; default: the file's first line.
+    pub pattern: Option<String>,
+    /// `major`, `minor` (default) or `patch`.
+    pub compare: Option<Granularity>,
+    /// Exit 3 on a mismatch nobody has acknowledged (default false).
+    pub fail_on_mismatch: Option<bool>,
+}
+
+/// `transition-issues` (SPEC §7).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowConfig {
+    /// Workflow labels in board order.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Target for the issues of an open (ready) merge request.
+    pub on_open: Option<String>,
+    /// Target for the issues of a merged merge request.
+    pub on_merge: Option<String>,
+    /// Never move an issue back along the board (default true).
+    pub forward_only: Option<bool>,
+    /// A draft MR moves its issues only once it is marked ready (default true).
+    pub drafts_wait: Option<bool>,
+}
+
+/// `serve`'s GitLab webhook (SPEC §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Variable holding the hook's secret token (`X-Gitlab-Token`).
+    #[serde(default = "default_webhook_secret_env")]
+    pub secret_env: String,
+    /// Variable holding the signing token (`whsec_...`) of signed webhooks.
+    pub signing_key_env: Option<String>,
+}
+
+fn default_webhook_secret_env() -> String {
+    "RP_WEBHOOK_SECRET".to_owned()
 }
 
 /// `serve`'s release receiver (SPEC §9).
@@ -162,7 +225,7 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_norway::from_str(text).map_err(|e| {
+        let config: Self = serde_norway::from_str(text).map_err(|e| {
             // serde_norway's message already names the key and the line;
             // prefix the file so the user knows where to look.
             let at = e
@@ -171,8 +234,46 @@ impl Config {
                 .unwrap_or_default();
             UsageError::new(format!("config file {}{at}: {e}", origin.display()))
                 .with_hint("see examples/rp-devops.yml for every key this version knows")
-                .into()
-        })
+        })?;
+        config.validate().map_err(|message| {
+            UsageError::new(format!("config file {}: {message}", origin.display()))
+                .with_hint("see examples/rp-devops.yml for every key this version knows")
+        })?;
+        Ok(config)
+    }
+
+    /// Checks serde cannot make: the pattern compiles and has its group, the
+    /// workflow targets are on the board, label names can be sent.
+    fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(pattern) = &self.versions.pattern {
+            VersionSource::pattern(pattern)?;
+        }
+        let workflow = &self.workflow;
+        for label in &workflow.labels {
+            if label.trim().is_empty() || label.contains(',') {
+                return Err(format!(
+                    "workflow.labels: {label:?} is not a label name (empty, or holds a comma)"
+                ));
+            }
+        }
+        for (key, target) in [
+            ("workflow.on_open", &workflow.on_open),
+            ("workflow.on_merge", &workflow.on_merge),
+        ] {
+            if let Some(target) = target {
+                let on_board = workflow
+                    .labels
+                    .iter()
+                    .any(|l| l.eq_ignore_ascii_case(target));
+                if !on_board {
+                    return Err(format!(
+                        "{key}: {target:?} is not one of workflow.labels {:?}",
+                        workflow.labels
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Read and parse a config file.
@@ -220,6 +321,7 @@ mod tests {
             config.races.labels.as_deref(),
             Some(&["race condition".to_owned()][..])
         );
+        assert_eq!(config.tag_library.gitlab_release, Some(true));
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));
         let freshdesk = config.freshdesk.unwrap();
@@ -227,6 +329,22 @@ mod tests {
         assert_eq!(freshdesk.link_field.as_deref(), Some("cf_gitlab_issue"));
         let endpoint = config.escalation_endpoint.unwrap();
         assert_eq!(endpoint.token_env, "RP_ESCALATE_TOKEN");
+        assert_eq!(config.versions.compare, Some(Granularity::Minor));
+        assert!(config.versions.pattern.is_some());
+        assert_eq!(config.workflow.on_open.as_deref(), Some("in review"));
+        assert_eq!(config.workflow.labels.len(), 5);
+        let webhook = config.webhook.unwrap();
+        assert_eq!(webhook.secret_env, "RP_WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn tag_library_release_can_be_turned_off() {
+        let text = "tag_library:\n  gitlab_release: false\n";
+        let config = Config::parse(text, Path::new("c.yml")).unwrap();
+        assert_eq!(config.tag_library.gitlab_release, Some(false));
+        let err =
+            Config::parse("tag_library:\n  release: false\n", Path::new("c.yml")).unwrap_err();
+        assert!(err.to_string().contains("release"), "{err}");
     }
 
     #[test]
@@ -263,5 +381,41 @@ mod tests {
         let text = "release:\n  dir: /srv\n  max_size: lots\n";
         let err = Config::parse(text, Path::new("c.yml")).unwrap_err();
         assert!(err.to_string().contains("invalid size"), "{err}");
+    }
+
+    #[test]
+    fn merge_request_sections() {
+        let text = "versions:\n  file: sub/VERSION\n  pattern: '^(?P<version>\\d+\\.\\d+)'\n  compare: patch\n  fail_on_mismatch: true\n\
+workflow:\n  labels: [\"workflow::to do\", \"workflow::in review\", \"workflow::test\"]\n  on_open: \"workflow::in review\"\n  on_merge: \"workflow::test\"\n\
+webhook:\n  signing_key_env: MY_SIGNING_KEY\n";
+        let config = Config::parse(text, Path::new("c.yml")).unwrap();
+        assert_eq!(config.versions.compare, Some(Granularity::Patch));
+        assert_eq!(config.versions.file.as_deref(), Some("sub/VERSION"));
+        assert_eq!(config.workflow.labels.len(), 3);
+        let webhook = config.webhook.unwrap();
+        assert_eq!(webhook.secret_env, "RP_WEBHOOK_SECRET");
+        assert_eq!(webhook.signing_key_env.as_deref(), Some("MY_SIGNING_KEY"));
+    }
+
+    #[test]
+    fn merge_request_sections_are_checked() {
+        for (text, expected) in [
+            ("versions:\n  compare: minr\n", "minr"),
+            ("versions:\n  pattern: '(\\d+)'\n", "(?P<version>...)"),
+            (
+                "workflow:\n  labels: [a, b]\n  on_open: c\n",
+                "workflow.on_open",
+            ),
+            ("workflow:\n  labels: ['a,b']\n", "comma"),
+            ("webhook:\n  secret: x\n", "secret"),
+        ] {
+            let err = Config::parse(text, Path::new("c.yml")).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(expected) && msg.contains("c.yml"), "{msg}");
+            assert_eq!(
+                crate::error::exit_status(&err),
+                crate::error::ExitStatus::Usage
+            );
+        }
     }
 }

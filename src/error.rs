@@ -80,7 +80,10 @@ impl std::error::Error for HintedError {}
 
 /// The exit code an error maps to.
 pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
-    if err.chain().any(|cause| cause.is::<UsageError>()) {
+    // `downcast_ref` also finds a `UsageError` attached as context.
+    if err.downcast_ref::<UsageError>().is_some()
+        || err.chain().any(|cause| cause.is::<UsageError>())
+    {
         ExitStatus::Usage
     } else {
         ExitStatus::Failure
@@ -89,6 +92,14 @@ pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
 
 /// The first hint anywhere in the cause chain.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
+    // A hint attached as context (`err.context(HintedError::new(…))`) is not
+    // a link of `chain()` anyhow can downcast; `downcast_ref` finds it.
+    if let Some(e) = err.downcast_ref::<HintedError>() {
+        return Some(e.hint.clone());
+    }
+    if let Some(e) = err.downcast_ref::<UsageError>() {
+        return e.hint.clone();
+    }
     err.chain().find_map(|cause| {
         if let Some(e) = cause.downcast_ref::<UsageError>() {
             e.hint.clone()
@@ -115,5 +126,22 @@ pub fn report(err: &anyhow::Error, out: &mut dyn Write) {
     }
     if let Some(hint) = hint(err) {
         let _ = writeln!(out, "hint: {hint}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_and_usage_attached_as_context_are_found() {
+        let err = anyhow::anyhow!("GitLab answered 404")
+            .context(HintedError::new("merge request !3 not found", "check --mr"))
+            .context("outer");
+        assert_eq!(hint(&err).as_deref(), Some("check --mr"));
+        assert_eq!(exit_status(&err), ExitStatus::Failure);
+        let err = anyhow::anyhow!("x").context(UsageError::new("bad").with_hint("fix it"));
+        assert_eq!(exit_status(&err), ExitStatus::Usage);
+        assert_eq!(hint(&err).as_deref(), Some("fix it"));
     }
 }

@@ -13,10 +13,14 @@ pub mod gitlab;
 pub mod http;
 pub mod ops;
 pub mod output;
+pub mod planned;
 pub mod races;
+pub mod references;
 pub mod release;
 pub mod serve;
 pub mod settings;
+pub mod versions;
+pub mod workflow;
 
 use clap::Parser;
 

@@ -16,6 +16,7 @@ use crate::config::{Config, DEFAULT_CONFIG_FILE};
 use crate::error::UsageError;
 use crate::freshdesk::Freshdesk;
 use crate::gitlab::{GitLab, RetryPolicy};
+use crate::http::tls::{CaFile, TrustStore};
 use crate::output::{OutputFormat, Printer};
 
 /// A snapshot of the environment variables, taken once at start-up.
@@ -129,6 +130,8 @@ pub struct GitLabSettings {
     /// Whether `project` came from `--project` or `RP_PROJECT`, which beat a
     /// command's own config key (e.g. `races.project`).
     pub project_explicit: bool,
+    /// Which CAs an https:// GitLab URL may be signed by.
+    pub trust: TrustStore,
 }
 
 impl GitLabSettings {
@@ -228,6 +231,7 @@ impl Settings {
             .transpose()?;
 
         let token = resolve_token(args, &env, &config, cwd)?;
+        let trust = trust_store(&env, cwd);
 
         let explicit = args
             .project
@@ -264,6 +268,7 @@ impl Settings {
                 token,
                 project,
                 project_explicit,
+                trust,
             },
             dry_run: args.dry_run || env.flag("RP_DRY_RUN"),
             output,
@@ -313,6 +318,7 @@ impl Settings {
             &key,
             &format!("{name} (freshdesk.api_key_env)"),
             self.retry,
+            &self.gitlab.trust,
         )?
         .dry_run(self.dry_run)
         .on_retry(move |m| warn.warn(m)))
@@ -358,6 +364,21 @@ fn freshdesk_domain_url(domain: &str) -> Result<String> {
     } else {
         format!("https://{domain}.freshdesk.com")
     })
+}
+
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR` replace the system's CA bundle (as in
+/// OpenSSL and curl); `CI_SERVER_TLS_CA_FILE`, which GitLab Runner sets when
+/// the instance uses a custom CA, is added to it.
+fn trust_store(env: &Env, cwd: &Path) -> TrustStore {
+    let path = |name: &str| env.get(name).map(|v| cwd.join(v.trim()));
+    let extra = path("CI_SERVER_TLS_CA_FILE")
+        .map(|path| CaFile {
+            path,
+            source: "CI_SERVER_TLS_CA_FILE",
+        })
+        .into_iter()
+        .collect();
+    TrustStore::new(path("SSL_CERT_FILE"), path("SSL_CERT_DIR"), extra)
 }
 
 fn retry_policy(env: &Env) -> Result<RetryPolicy> {

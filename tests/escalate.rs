@@ -510,7 +510,7 @@ fn a_wrong_api_key_is_a_clear_error_and_nothing_is_written_to_gitlab() {
         t.custom_fields.remove("cf_gitlab_issue");
     });
     let out = s.cmd().args(["escalate", "20"]).output().expect("run");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("no custom field \"cf_gitlab_issue\" (freshdesk.link_field)"),
@@ -793,4 +793,21 @@ fn two_runs_at_once_leave_one_open_issue() {
             .any(|n| n.body.contains("Duplicate of #1"))
     );
     assert_eq!(s.link_back_notes(20), 1);
+}
+
+#[test]
+fn json_result_shape() {
+    let s = Setup::new();
+    rich_ticket(&s);
+    let mut result = s.escalate(&["20"]);
+    result["issue"]["web_url"] = Value::from("[url]");
+    insta::assert_json_snapshot!(result);
+}
+
+#[test]
+fn help_text() {
+    let s = Setup::new();
+    let out = s.cmd().args(["escalate", "--help"]).output().expect("run");
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
 }

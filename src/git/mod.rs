@@ -4,12 +4,20 @@
 //! It reads what `tag-library` needs (HEAD, local tags, the remote's tags as
 //! `git ls-remote` lists them, commit messages since a tag), creates
 //! annotated tags, and pushes one tag ref at a time. It knows nothing about
-//! versions (see [`version`]) and never prints: it returns facts and errors
-//! that name the remote (with any credentials in its URL removed).
+//! versions or release notes (see [`version`] and [`release_notes`], pure
+//! rules kept beside it) and never prints:
+//! it returns facts and errors that name the remote (with any credentials in
+//! its URL removed). Errors speak in git's terms; the command layer adds the
+//! flag to use.
+//!
+//! Dry-run lives here too: a repository opened with [`GitRepo::planning`]
+//! reads as usual and records the tag it would create and the push it would
+//! make as [`PlannedWrite`]s, answering [`Written::Planned`].
 //!
 //! What it must never do: force a push, move a tag that exists on the remote,
 //! or let a token reach an error message, a log line or `Debug` output.
 
+pub mod release_notes;
 pub mod version;
 
 use std::cell::{Cell, RefCell};
@@ -24,7 +32,52 @@ use git2::{
 };
 
 use crate::error::{HintedError, UsageError};
-use crate::settings::Secret;
+use crate::planned::{PlannedWrite, Written};
+use crate::settings::{GitLabToken, Secret, TokenKind};
+
+/// The directory is not inside a git repository.
+#[derive(Debug)]
+pub struct NotARepository {
+    pub dir: PathBuf,
+    /// libgit2's words.
+    pub reason: String,
+}
+
+impl fmt::Display for NotARepository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} is not inside a git repository: {}",
+            self.dir.display(),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for NotARepository {}
+
+/// The repository has no remote of that name.
+#[derive(Debug)]
+pub struct UnknownRemote {
+    pub name: String,
+    pub repository: PathBuf,
+    /// libgit2's words.
+    pub reason: String,
+}
+
+impl fmt::Display for UnknownRemote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no remote {:?} in {}: {} (`git remote -v` lists the remotes)",
+            self.name,
+            self.repository.display(),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for UnknownRemote {}
 
 /// A tag as a remote or the local repository has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +142,34 @@ pub struct GitAuth {
     pub source: Option<String>,
     /// The token is a `CI_JOB_TOKEN`, which can read but normally not push.
     pub is_job_token: bool,
+}
+
+impl GitAuth {
+    /// A git token of its own (`RP_GIT_TOKEN`) first, else the GitLab token.
+    /// The token is the password of user `oauth2`, except for
+    /// `CI_JOB_TOKEN`, which GitLab only accepts as user `gitlab-ci-token`.
+    pub fn resolve(git_token: Option<(Secret, String)>, gitlab: Option<&GitLabToken>) -> Self {
+        if let Some((token, source)) = git_token {
+            return Self {
+                username: "oauth2".to_owned(),
+                token: Some(token),
+                source: Some(source),
+                is_job_token: false,
+            };
+        }
+        let is_job_token = gitlab.is_some_and(|t| t.kind == TokenKind::Job);
+        Self {
+            username: if is_job_token {
+                "gitlab-ci-token"
+            } else {
+                "oauth2"
+            }
+            .to_owned(),
+            token: gitlab.map(|t| t.secret.clone()),
+            source: gitlab.map(|t| t.source.clone()),
+            is_job_token,
+        }
+    }
 }
 
 impl fmt::Debug for GitAuth {
@@ -166,6 +247,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether `name` is a valid tag name (as `refs/tags/NAME`).
+pub fn is_valid_tag_name(name: &str) -> bool {
+    git2::Reference::is_valid_name(&format!("refs/tags/{name}"))
+}
+
 fn is_http(url: &str) -> bool {
     let lower = url.to_ascii_lowercase();
     lower.starts_with("https://") || lower.starts_with("http://")
@@ -176,6 +262,8 @@ pub struct GitRepo {
     repo: Repository,
     /// The working tree's root (or the git dir for a bare repository).
     root: PathBuf,
+    /// In dry-run mode, the writes recorded instead of made.
+    plan: Option<RefCell<Vec<PlannedWrite>>>,
 }
 
 impl GitRepo {
@@ -195,17 +283,49 @@ impl GitRepo {
                     std::fs::canonicalize(dir)
                         .unwrap_or_else(|_| dir.to_path_buf())
                         .display()
-                ));
+                ))
+                .into();
             }
-            UsageError::new(format!(
-                "{} is not inside a git repository: {}",
-                dir.display(),
-                e.message()
-            ))
-            .with_hint("run in the library's clone or pass --repo DIR")
+            anyhow::Error::new(NotARepository {
+                dir: dir.to_path_buf(),
+                reason: e.message().to_owned(),
+            })
         })?;
         let root = repo.workdir().unwrap_or_else(|| repo.path()).to_path_buf();
-        Ok(Self { repo, root })
+        Ok(Self {
+            repo,
+            root,
+            plan: None,
+        })
+    }
+
+    /// This repository in dry-run mode: reads as usual; creating a tag and
+    /// pushing it are recorded (see [`GitRepo::planned`]) and answered with
+    /// [`Written::Planned`].
+    pub fn planning(mut self) -> Self {
+        self.plan.get_or_insert_with(RefCell::default);
+        self
+    }
+
+    /// The writes planned so far, in order (empty when not in dry-run mode).
+    pub fn planned(&self) -> Vec<PlannedWrite> {
+        self.plan
+            .as_ref()
+            .map(|plan| plan.borrow().clone())
+            .unwrap_or_default()
+    }
+
+    /// Record a planned write, or `false` when writes are real.
+    fn plan(&self, method: &str, path: String, summary: String) -> bool {
+        let Some(plan) = &self.plan else {
+            return false;
+        };
+        plan.borrow_mut().push(PlannedWrite {
+            method: method.to_owned(),
+            path,
+            summary,
+        });
+        true
     }
 
     pub fn root(&self) -> &Path {
@@ -243,13 +363,10 @@ impl GitRepo {
 
     /// The named remote's URLs (push URL falls back to the fetch URL).
     pub fn remote(&self, name: &str) -> Result<RemoteTarget> {
-        let remote = self.repo.find_remote(name).map_err(|e| {
-            UsageError::new(format!(
-                "no remote {name:?} in {}: {}",
-                self.root.display(),
-                e.message()
-            ))
-            .with_hint("pass the remote's name with --remote (see `git remote -v`)")
+        let remote = self.repo.find_remote(name).map_err(|e| UnknownRemote {
+            name: name.to_owned(),
+            repository: self.root.clone(),
+            reason: e.message().to_owned(),
         })?;
         let fetch_url = remote
             .url()
@@ -409,14 +526,27 @@ impl GitRepo {
 
     /// Create the annotated tag `name` on `commit` with `message` exactly as
     /// given (libgit2 does no comment stripping). Fails if a tag of that name
-    /// exists: a tag is never moved.
+    /// exists: a tag is never moved. In dry-run mode, only planned.
     pub fn create_tag(
         &self,
         name: &str,
         commit: Oid,
         tagger: &Identity,
         message: &str,
-    ) -> Result<Oid> {
+    ) -> Result<Written<Oid>> {
+        let short = &commit.to_string()[..7];
+        if self.plan(
+            "create",
+            format!("refs/tags/{name}"),
+            format!(
+                "annotated tag on {short} by {} <{}>, message of {} line(s)",
+                tagger.name,
+                tagger.email,
+                message.lines().count()
+            ),
+        ) {
+            return Ok(Written::Planned);
+        }
         let what = || format!("creating tag {name} on {commit}");
         let target = self
             .repo
@@ -427,6 +557,7 @@ impl GitRepo {
             .with_context(what)?;
         self.repo
             .tag(name, &target, &signature, message, false)
+            .map(Written::Sent)
             .with_context(what)
     }
 
@@ -451,8 +582,28 @@ impl GitRepo {
     /// cancels it if the remote already has a tag of that name, so an
     /// existing tag is never overwritten whatever the server allows; the
     /// server's per-ref status is checked, since libgit2 returns Ok for a
-    /// push the server refused.
+    /// push the server refused. In dry-run mode, only planned.
     pub fn push_tag(
+        &self,
+        remote: &RemoteTarget,
+        auth: &GitAuth,
+        name: &str,
+    ) -> Result<Written<PushOutcome>> {
+        if self.plan(
+            "push",
+            format!("refs/tags/{name}"),
+            format!(
+                "to {} ({}), not forced",
+                remote.name,
+                redact_url(&remote.push_url)
+            ),
+        ) {
+            return Ok(Written::Planned);
+        }
+        self.push_tag_now(remote, auth, name).map(Written::Sent)
+    }
+
+    fn push_tag_now(
         &self,
         remote: &RemoteTarget,
         auth: &GitAuth,
@@ -838,6 +989,71 @@ mod tests {
             push_url: url.into(),
         };
         assert!(!format!("{remote:?}").contains("jobsecret"));
+    }
+
+    #[test]
+    fn auth_prefers_the_git_token_and_names_the_job_token_user() {
+        let job = GitLabToken {
+            secret: Secret::new("job-secret"),
+            kind: TokenKind::Job,
+            source: "CI_JOB_TOKEN".into(),
+        };
+        let auth = GitAuth::resolve(None, Some(&job));
+        assert_eq!(auth.username, "gitlab-ci-token");
+        assert!(auth.is_job_token);
+        assert_eq!(auth.source.as_deref(), Some("CI_JOB_TOKEN"));
+
+        let own = Some((Secret::new("glpat-git"), "RP_GIT_TOKEN".to_owned()));
+        let auth = GitAuth::resolve(own, Some(&job));
+        assert_eq!(auth.username, "oauth2");
+        assert!(!auth.is_job_token);
+        assert_eq!(
+            auth.token.map(|t| t.expose().to_owned()).as_deref(),
+            Some("glpat-git")
+        );
+
+        let private = GitLabToken {
+            kind: TokenKind::Private,
+            source: "RP_GITLAB_TOKEN".into(),
+            ..job
+        };
+        assert_eq!(GitAuth::resolve(None, Some(&private)).username, "oauth2");
+        assert!(GitAuth::resolve(None, None).token.is_none());
+    }
+
+    #[test]
+    fn a_planning_repository_records_the_tag_and_the_push_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let signature = Signature::now("T", "t@example.com").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let commit = repo
+            .commit(Some("HEAD"), &signature, &signature, "one", &tree, &[])
+            .unwrap();
+        repo.remote("origin", "https://u:secret@example.com/g/p.git")
+            .unwrap();
+
+        let git = GitRepo::open(dir.path()).unwrap().planning();
+        let remote = git.remote("origin").unwrap();
+        let auth = GitAuth::resolve(None, None);
+        let created = git
+            .create_tag("v1.0.0", commit, &Identity::bot(), "one")
+            .unwrap();
+        assert!(created.is_planned());
+        assert!(git.push_tag(&remote, &auth, "v1.0.0").unwrap().is_planned());
+        assert!(git.local_tags().unwrap().is_empty(), "no tag was made");
+        let plan = git.planned();
+        let verbs: Vec<_> = plan
+            .iter()
+            .map(|p| (p.method.as_str(), p.path.as_str()))
+            .collect();
+        assert_eq!(
+            verbs,
+            [("create", "refs/tags/v1.0.0"), ("push", "refs/tags/v1.0.0")]
+        );
+        assert!(!plan[1].summary.contains("secret"), "{}", plan[1].summary);
     }
 
     #[test]

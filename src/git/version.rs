@@ -28,6 +28,13 @@ pub fn parse_release(tag: &str, prefix: &str) -> Option<Version> {
     Some(version)
 }
 
+/// A release version as a person writes it: `1.2.3` or `v1.2.3`, with no
+/// pre-release and no build metadata.
+pub fn parse_plain_release(text: &str) -> Option<Version> {
+    let trimmed = text.trim();
+    parse_release(trimmed.strip_prefix('v').unwrap_or(trimmed), "")
+}
+
 /// The highest release among `names`, by semver precedence (never lexically).
 pub fn latest_release<'a>(
     names: impl IntoIterator<Item = &'a str>,
@@ -45,7 +52,7 @@ pub fn latest_release<'a>(
 }
 
 /// Which part of the version to raise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Bump {
     Patch,
     Minor,
@@ -222,6 +229,15 @@ mod tests {
         );
         assert_eq!(latest_release(names, "v").unwrap().name, "v3.0.0");
         assert!(latest_release(names, "api/v").is_none());
+    }
+
+    #[test]
+    fn plain_release_versions() {
+        assert_eq!(parse_plain_release("1.0.0"), Some(v("1.0.0")));
+        assert_eq!(parse_plain_release(" v0.1.0 "), Some(v("0.1.0")));
+        for bad in ["1.0", "1.0.0-rc.1", "1.0.0+b", "vv1.0.0", ""] {
+            assert_eq!(parse_plain_release(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -122,27 +122,6 @@ impl GitLab {
 }
 
 impl GitLab {
-    /// One issue by its number; `None` when the project has no such issue.
-    pub fn issue(&self, project: &str, iid: u64) -> Result<Option<Issue>> {
-        let path = format!("{}/issues/{iid}", Self::project_path(project));
-        match self.get(&path) {
-            Ok(issue) => Ok(Some(issue)),
-            Err(err)
-                if err
-                    .downcast_ref::<super::ApiError>()
-                    .is_some_and(|e| e.status == Some(404)) =>
-            {
-                Ok(None)
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// The project itself (its web URL, to recognise links to its issues).
-    pub fn project(&self, project: &str) -> Result<super::Project> {
-        self.get(&Self::project_path(project))
-    }
-
     /// Add a note whose body contains `marker`; an `internal` note is seen
     /// only by project members (GitLab 15.6+; older versions ignore it).
     pub fn create_issue_note_visible(

@@ -20,12 +20,26 @@
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
+mod commits;
+mod discussions;
+mod files;
 mod issues;
+mod merge_requests;
+mod projects;
+mod releases;
 mod types;
 mod uploads;
 
+pub use commits::History;
+pub use files::FileContent;
 pub use issues::NewIssue;
-pub use types::{Issue, Note, Project, User};
+pub use projects::is_status;
+pub use releases::{Release, ReleaseWrite};
+pub use types::{
+    Commit, Discussion, DiscussionNote, Issue, Label, MergeRequest, Note, Project, References, User,
+};
+// Dry-run types are shared with the git client; they live in `planned`.
+pub use crate::planned::{PlannedWrite, Written};
 pub use uploads::Upload;
 
 use std::fmt;
@@ -91,8 +105,9 @@ impl ApiError {
             )),
             (Some(403), Some(TokenKind::Job), _) => Some(
                 "CI_JOB_TOKEN can read merge requests and files but cannot create issues, notes, \
-                 discussions or labels: set RP_GITLAB_TOKEN to a project access token with the \
-                 `api` scope (Reporter role or higher) as a masked CI/CD variable"
+                 discussions or labels, edit issues or resolve threads: set RP_GITLAB_TOKEN to a project access token with the \
+                 `api` scope (Reporter role or higher; Developer to resolve merge-request threads) \
+                 as a masked CI/CD variable"
                     .to_owned(),
             ),
             (Some(403), _, Some(source)) => Some(format!(
@@ -104,6 +119,9 @@ impl ApiError {
                  the token's user can see the project"
                     .to_owned(),
             ),
+            (None, _, _) if crate::http::tls::is_untrusted_certificate(&self.message) => {
+                Some(crate::http::tls::UNTRUSTED_HINT.to_owned())
+            }
             (None, _, _) => Some(format!(
                 "is GitLab reachable at {}? (--gitlab-url / RP_GITLAB_URL / gitlab.url)",
                 self.base_url
@@ -129,37 +147,6 @@ impl Method {
             Method::Put => "PUT",
             Method::Delete => "DELETE",
         }
-    }
-}
-
-/// A write a dry run did not send: method, path, and a one-line summary of
-/// the body (never a secret: bodies carry issue text, not credentials).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PlannedWrite {
-    pub method: String,
-    pub path: String,
-    pub summary: String,
-}
-
-/// The outcome of a write: GitLab's answer, or, in dry-run mode, the fact
-/// that it was planned and not sent.
-#[derive(Debug, Clone)]
-pub enum Written<T> {
-    Sent(T),
-    Planned,
-}
-
-impl<T> Written<T> {
-    /// GitLab's answer, if the write was sent.
-    pub fn sent(self) -> Option<T> {
-        match self {
-            Written::Sent(value) => Some(value),
-            Written::Planned => None,
-        }
-    }
-
-    pub fn is_planned(&self) -> bool {
-        matches!(self, Written::Planned)
     }
 }
 
@@ -239,6 +226,7 @@ impl GitLab {
                 .with_hint("in GitLab CI, CI_SERVER_URL is used automatically; to try without GitLab, add --dry-run")
         })?;
         let agent = ureq::Agent::config_builder()
+            .tls_config(settings.trust.tls_config()?)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -520,6 +508,11 @@ impl GitLab {
             };
             let mut response = match result {
                 Ok(response) => response,
+                Err(err) if crate::http::tls::is_tls_failure(&err) => {
+                    return Err(self
+                        .api_error(method, path, None, transport_reason(&err))
+                        .into());
+                }
                 Err(err) => {
                     return Ok(Attempt::Retry {
                         reason: transport_reason(&err),

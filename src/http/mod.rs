@@ -7,6 +7,7 @@
 //! each client keeps those.
 
 pub mod retry;
+pub mod tls;
 
 use std::io::Read;
 

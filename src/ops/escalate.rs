@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::config::FreshdeskConfig;
 use crate::escalation::{self, CopiedAttachment};
 use crate::freshdesk::{Attachment, Conversation, Download, Freshdesk, Ticket, TicketUpdate};
-use crate::gitlab::{ApiError, GitLab, Issue, NewIssue};
+use crate::gitlab::{ApiError, GitLab, Issue, NewIssue, is_status};
 
 /// What to escalate, and where to.
 #[derive(Debug, Clone)]
@@ -218,10 +218,13 @@ impl Run<'_> {
         candidates.extend(escalation::linked_issue_iids(conversations));
         let mut seen = HashSet::new();
         for iid in candidates.into_iter().filter(|iid| seen.insert(*iid)) {
-            let issue = self
-                .gitlab
-                .issue(self.project(), iid)
-                .with_context(|| format!("reading issue #{iid} of {}", self.project()))?;
+            let issue = match self.gitlab.issue(self.project(), iid) {
+                Ok(issue) => Some(issue),
+                Err(err) if is_status(&err, 404) => None,
+                Err(err) => {
+                    return Err(err.context(format!("reading issue #{iid} of {}", self.project())));
+                }
+            };
             if let Some(issue) = issue.filter(|i| escalation::is_issue_for(i.description(), id)) {
                 return Ok(Some(issue));
             }

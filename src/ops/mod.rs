@@ -9,4 +9,8 @@
 //! [`crate::gitlab::Written::Planned`], and the outcome says "would-…".
 //! Pure rules (markers, bodies, matching, version arithmetic) live next to
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
+
+pub mod check_versions;
 pub mod escalate;
+pub mod tag_library;
+pub mod transition_issues;

@@ -10,6 +10,7 @@
 
 pub mod escalation;
 pub mod release;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +69,20 @@ impl Routes {
                 config.products.len(),
                 config.dir.display()
             ));
+        }
+        if let Some(config) = &settings.config.webhook {
+            let hook = Arc::new(webhook::Webhook::new(
+                config,
+                settings,
+                tasks.clone(),
+                log.clone(),
+            )?);
+            enabled.push(format!(
+                "POST {} (GitLab merge-request webhook: {})",
+                webhook::ROUTE,
+                hook.describe()
+            ));
+            router = router.merge(hook.routes());
         }
         if let Some(config) = &settings.config.escalation_endpoint {
             let endpoint = escalation::EscalationEndpoint::new(config, settings, log.clone())?;

@@ -13,6 +13,8 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+pub mod merge_requests;
+pub mod releases;
 mod uploads;
 
 #[allow(unused_imports)]
@@ -105,6 +107,8 @@ pub struct State {
     /// Send only `Link` headers (no `x-next-page`), pointing at this host.
     link_only_host: Option<String>,
     pub base_url: String,
+    /// Merge requests, discussions, files, labels (`fake_gitlab/merge_requests.rs`).
+    pub mr: merge_requests::MrStore,
     pub uploads: uploads::Uploads,
 }
 
@@ -143,6 +147,7 @@ impl FakeGitLab {
             per_page_max: 100,
             link_only_host: None,
             base_url: url.clone(),
+            mr: Default::default(),
             uploads: uploads::Uploads::default(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -486,6 +491,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
     else {
         return message(404, "404 Project Not Found");
     };
+    if let Some(answer) = releases::route(s, &project, request, rest) {
+        return answer;
+    }
     let write = request.method != "GET";
     if write && matches!(caller, Caller::Job) {
         return message(403, "403 Forbidden");
@@ -514,7 +522,8 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         ("GET", ["issues", iid, "notes"]) => list_notes(s, pid, request, iid, &params),
         ("POST", ["issues", iid, "notes"]) => create_note(s, pid, iid, &body),
         ("POST", ["uploads"]) => uploads::create(s, pid, request),
-        _ => message(404, "404 Not Found"),
+        _ => merge_requests::route(s, &project, request, rest, &body, &params)
+            .unwrap_or_else(|| message(404, "404 Not Found")),
     }
 }
 
