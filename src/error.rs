@@ -25,11 +25,20 @@ impl From<ExitStatus> for std::process::ExitCode {
     }
 }
 
+/// A setting that a service needed and did not get, named without saying
+/// how it is set: the command line adds its flag, variable and config key to
+/// the hint (`commands::hints`), `serve` logs only the service's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    GitLabUrl,
+}
+
 /// Bad usage or bad configuration: exit code 2.
 #[derive(Debug)]
 pub struct UsageError {
     message: String,
     hint: Option<String>,
+    setting: Option<Setting>,
 }
 
 impl UsageError {
@@ -37,12 +46,27 @@ impl UsageError {
         Self {
             message: message.into(),
             hint: None,
+            setting: None,
         }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// Mark the error as the lack of `setting`.
+    pub fn for_setting(mut self, setting: Setting) -> Self {
+        self.setting = Some(setting);
+        self
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    pub fn setting(&self) -> Option<Setting> {
+        self.setting
     }
 }
 
@@ -90,33 +114,46 @@ pub fn exit_status(err: &anyhow::Error) -> ExitStatus {
     }
 }
 
-/// The first hint anywhere in the cause chain.
+/// The first hint anywhere in the cause chain, in the service's terms (what
+/// `serve` may log).
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    // A hint attached as context (`err.context(HintedError::new(…))`) is not
-    // a link of `chain()` anyhow can downcast; `downcast_ref` finds it.
-    if let Some(e) = err.downcast_ref::<HintedError>() {
-        return Some(e.hint.clone());
-    }
-    if let Some(e) = err.downcast_ref::<UsageError>() {
-        return e.hint.clone();
-    }
-    err.chain().find_map(|cause| {
-        if let Some(e) = cause.downcast_ref::<UsageError>() {
-            e.hint.clone()
-        } else if let Some(e) = cause.downcast_ref::<HintedError>() {
-            Some(e.hint.clone())
-        } else if let Some(e) = cause.downcast_ref::<crate::gitlab::ApiError>() {
-            e.hint()
-        } else if let Some(e) = cause.downcast_ref::<crate::freshdesk::FreshdeskError>() {
-            e.hint()
-        } else {
-            None
-        }
-    })
+    find_hint(err, cause_hint)
 }
 
-/// Print the whole cause chain, one line per cause, and a hint if there is one.
-pub fn report(err: &anyhow::Error, out: &mut dyn Write) {
+/// The first hint of `err`, worded by `word`: a hint attached as context
+/// first (`err.context(HintedError::new(…))` is not a link of `chain()` that
+/// anyhow can downcast; `downcast_ref` finds it), then the cause chain in order.
+pub fn find_hint(
+    err: &anyhow::Error,
+    word: impl Fn(&(dyn std::error::Error + 'static)) -> Option<String>,
+) -> Option<String> {
+    if let Some(e) = err.downcast_ref::<HintedError>() {
+        return word(e);
+    }
+    if let Some(e) = err.downcast_ref::<UsageError>() {
+        return word(e);
+    }
+    err.chain().find_map(word)
+}
+
+/// The hint one cause carries, in the service's terms.
+pub fn cause_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(e) = cause.downcast_ref::<UsageError>() {
+        e.hint.clone()
+    } else if let Some(e) = cause.downcast_ref::<HintedError>() {
+        Some(e.hint.clone())
+    } else if let Some(e) = cause.downcast_ref::<crate::gitlab::ApiError>() {
+        e.hint()
+    } else if let Some(e) = cause.downcast_ref::<crate::freshdesk::FreshdeskError>() {
+        e.hint()
+    } else {
+        None
+    }
+}
+
+/// Print the whole cause chain, one line per cause, and `hint` if there is
+/// one (the caller chooses the words: see `commands::hints`).
+pub fn report(err: &anyhow::Error, hint: Option<String>, out: &mut dyn Write) {
     let mut causes = err.chain();
     if let Some(first) = causes.next() {
         let _ = writeln!(out, "error: {first}");
@@ -124,7 +161,7 @@ pub fn report(err: &anyhow::Error, out: &mut dyn Write) {
     for cause in causes {
         let _ = writeln!(out, "  caused by: {cause}");
     }
-    if let Some(hint) = hint(err) {
+    if let Some(hint) = hint {
         let _ = writeln!(out, "hint: {hint}");
     }
 }

@@ -55,7 +55,11 @@ pub fn main() -> ExitStatus {
     match outcome {
         Ok(status) => status,
         Err(err) => {
-            error::report(&err, &mut std::io::stderr().lock());
+            error::report(
+                &err,
+                commands::hints::hint(&err),
+                &mut std::io::stderr().lock(),
+            );
             error::exit_status(&err)
         }
     }

@@ -4,7 +4,7 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use predicates::prelude::*;
 use serde_json::Value;
@@ -12,32 +12,146 @@ use support::{FakeGitLab, Fault, fake_gitlab, fixture, rp_devops, rp_devops_with
 
 const LABEL: &str = "race condition";
 
-fn home() -> tempfile::TempDir {
-    tempfile::tempdir().expect("temp dir")
+/// One test's world: a fake GitLab, and a temporary directory that is the
+/// binary's HOME and working directory and holds the test's logs.
+struct World {
+    gitlab: FakeGitLab,
+    dir: tempfile::TempDir,
 }
 
-fn json_of(output: &std::process::Output) -> Value {
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON document: {e}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+impl World {
+    fn new() -> Self {
+        Self {
+            gitlab: FakeGitLab::start(),
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A copy of `tests/fixtures/races/NAME` in the directory, as an argument.
+    fn log(&self, name: &str) -> String {
+        copy_fixture(self.path(), name)
+    }
+
+    /// A `logs/` directory holding copies of these fixture logs, as an argument.
+    fn logs(&self, names: &[&str]) -> String {
+        let logs = self.path().join("logs");
+        std::fs::create_dir(&logs).expect("create logs dir");
+        for name in names {
+            copy_fixture(&logs, name);
+        }
+        arg(&logs)
+    }
+
+    /// `rp-devops --json scan-races --host testbox-07 ARGS…` against the
+    /// fake GitLab.
+    fn scan(&self, args: &[&str]) -> Run {
+        self.scan_on(&self.gitlab, args)
+    }
+
+    /// The same against another fake GitLab.
+    fn scan_on(&self, gitlab: &FakeGitLab, args: &[&str]) -> Run {
+        run(rp_devops_with(gitlab, self.path())
+            .args(["--json", "scan-races", "--host", "testbox-07"])
+            .args(args))
+    }
+
+    /// A scan that must succeed: its JSON result.
+    fn scan_ok(&self, args: &[&str]) -> Value {
+        self.scan(args).ok().json()
+    }
+
+    /// The binary set up for the fake GitLab, for other flags or variables.
+    fn rp_devops(&self) -> assert_cmd::Command {
+        rp_devops_with(&self.gitlab, self.path())
+    }
+
+    /// The binary with no GitLab configured at all.
+    fn rp_devops_offline(&self) -> assert_cmd::Command {
+        rp_devops(self.path())
+    }
+
+    /// The binary pointed at `url` with some token and project.
+    fn rp_devops_against(&self, url: &str) -> assert_cmd::Command {
+        let mut cmd = rp_devops(self.path());
+        cmd.env("RP_GITLAB_URL", url)
+            .env("RP_GITLAB_TOKEN", "glpat-x")
+            .env("RP_PROJECT", "g/p");
+        cmd
+    }
 }
 
-fn scan(gitlab: &FakeGitLab, dir: &Path, args: &[&str]) -> std::process::Output {
-    rp_devops_with(gitlab, dir)
-        .args(["--json", "scan-races", "--host", "testbox-07"])
-        .args(args)
-        .output()
-        .expect("run rp-devops")
+/// What a finished run of the binary left behind.
+struct Run(std::process::Output);
+
+fn run(cmd: &mut assert_cmd::Command) -> Run {
+    Run(cmd.output().expect("run rp-devops"))
 }
 
-fn copy_fixture(dir: &Path, name: &str) -> PathBuf {
+impl Run {
+    fn code(&self) -> Option<i32> {
+        self.0.status.code()
+    }
+
+    fn success(&self) -> bool {
+        self.0.status.success()
+    }
+
+    /// Assert the run succeeded, showing its stderr when it did not.
+    fn ok(self) -> Self {
+        assert!(self.success(), "{}", self.stderr());
+        self
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document: {e}\nstdout: {}\nstderr: {}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+}
+
+fn arg(path: &Path) -> String {
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+fn copy_fixture(dir: &Path, name: &str) -> String {
     let target = dir.join(name);
     std::fs::copy(fixture(&format!("races/{name}")), &target).expect("copy fixture");
-    target
+    arg(&target)
+}
+
+fn races(result: &Value) -> &Vec<Value> {
+    result["races"].as_array().expect("races is a list")
+}
+
+fn actions(result: &Value) -> Vec<&str> {
+    races(result)
+        .iter()
+        .map(|r| r["action"].as_str().expect("action is a string"))
+        .collect()
+}
+
+/// The race whose title contains `part`.
+fn race_titled<'a>(result: &'a Value, part: &str) -> &'a Value {
+    races(result)
+        .iter()
+        .find(|r| r["title"].as_str().is_some_and(|t| t.contains(part)))
+        .unwrap_or_else(|| panic!("no race titled …{part}… in {result:#}"))
 }
 
 /// GET requests for the issue listing before the run's first write: the
@@ -50,20 +164,6 @@ fn listings_before_first_write(gitlab: &FakeGitLab) -> usize {
         .take_while(|r| r.method == "GET")
         .filter(|r| r.path.ends_with("/issues"))
         .count()
-}
-
-/// A `logs/` directory holding copies of these fixture logs.
-fn logs_dir(dir: &Path, names: &[&str]) -> PathBuf {
-    let logs = dir.join("logs");
-    std::fs::create_dir(&logs).expect("create logs dir");
-    for name in names {
-        copy_fixture(&logs, name);
-    }
-    logs
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The counter.log race as a second build would print it: other addresses,
@@ -95,31 +195,28 @@ fn counter_swapped_other_build() -> String {
 
 #[test]
 fn creates_one_issue_per_distinct_race_across_hosts_builds_and_order() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
+    let world = World::new();
     // The same two races from a plain run, a journald-prefixed run on another
     // host, and a GORACE log_path file; counter.log's race twice, once swapped.
-    let logs = logs_dir(
-        dir.path(),
-        &[
-            "server-run1.log",
-            "journald-prefixed.log",
-            "gorace-logpath.race.log",
-            "counter.log",
-        ],
-    );
-    std::fs::write(logs.join("counter.log.1"), counter_swapped_other_build()).unwrap();
+    let logs = world.logs(&[
+        "server-run1.log",
+        "journald-prefixed.log",
+        "gorace-logpath.race.log",
+        "counter.log",
+    ]);
+    std::fs::write(
+        Path::new(&logs).join("counter.log.1"),
+        counter_swapped_other_build(),
+    )
+    .unwrap();
 
-    let output = scan(&gitlab, dir.path(), &[logs.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = json_of(&output);
+    let result = world.scan_ok(&[&logs]);
     assert_eq!(result["files"], 5);
     assert_eq!(result["reports"], 8);
-    let races = result["races"].as_array().unwrap();
-    assert_eq!(races.len(), 3, "{result:#}");
-    assert!(races.iter().all(|r| r["action"] == "created"));
+    assert_eq!(races(&result).len(), 3, "{result:#}");
+    assert!(actions(&result).iter().all(|a| *a == "created"));
 
-    let issues = gitlab.issues();
+    let issues = world.gitlab.issues();
     assert_eq!(issues.len(), 3);
     let mut titles: Vec<&str> = issues.iter().map(|i| i.title.as_str()).collect();
     titles.sort();
@@ -148,44 +245,27 @@ fn creates_one_issue_per_distinct_race_across_hosts_builds_and_order() {
             issue.description
         );
     }
-    let touch = races
-        .iter()
-        .find(|r| r["title"].as_str().unwrap().contains("Touch"))
-        .unwrap();
+    let touch = race_titled(&result, "Touch");
     assert_eq!(touch["count"], 3);
     assert_eq!(touch["sources"].as_array().unwrap().len(), 3);
-    let counter = races
-        .iter()
-        .find(|r| r["title"].as_str().unwrap().contains("Add"))
-        .unwrap();
-    assert_eq!(counter["count"], 2);
+    assert_eq!(race_titled(&result, "Add")["count"], 2);
     // Existing issues are found by one label listing, not one search per race,
     // plus one listing at the end because this run created issues.
-    assert_eq!(listings_before_first_write(&gitlab), 1);
-    assert_eq!(gitlab.count("GET", "/issues"), 2);
+    assert_eq!(listings_before_first_write(&world.gitlab), 1);
+    assert_eq!(world.gitlab.count("GET", "/issues"), 2);
 }
 
 #[test]
 fn second_run_adds_exactly_one_note_per_race_and_no_issue() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "cache.log");
-    let first = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(gitlab.issues().len(), 2);
-    assert!(gitlab.issues().iter().all(|i| i.notes.is_empty()));
+    let world = World::new();
+    let log = world.log("cache.log");
+    world.scan(&[&log]).ok();
+    assert_eq!(world.gitlab.issues().len(), 2);
+    assert!(world.gitlab.issues().iter().all(|i| i.notes.is_empty()));
 
-    let second = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(second.status.success(), "{}", stderr(&second));
-    let result = json_of(&second);
-    assert!(
-        result["races"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["action"] == "commented")
-    );
-    let issues = gitlab.issues();
+    let result = world.scan_ok(&[&log]);
+    assert!(actions(&result).iter().all(|a| *a == "commented"));
+    let issues = world.gitlab.issues();
     assert_eq!(issues.len(), 2);
     for issue in &issues {
         assert_eq!(issue.notes.len(), 1, "{issue:?}");
@@ -198,26 +278,19 @@ fn second_run_adds_exactly_one_note_per_race_and_no_issue() {
 
 #[test]
 fn closed_issue_is_reopened_unless_no_reopen() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    assert!(
-        scan(&gitlab, dir.path(), &[log.to_str().unwrap()])
-            .status
-            .success()
-    );
-    gitlab.set_issue_state(1, "closed");
+    let world = World::new();
+    let log = world.log("counter.log");
+    assert!(world.scan(&[&log]).success());
+    world.gitlab.set_issue_state(1, "closed");
 
-    let output = scan(&gitlab, dir.path(), &["--no-reopen", log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(json_of(&output)["races"][0]["action"], "commented");
-    assert_eq!(gitlab.issues()[0].state, "closed");
-    assert_eq!(gitlab.issues()[0].notes.len(), 1);
+    let result = world.scan_ok(&["--no-reopen", &log]);
+    assert_eq!(actions(&result), ["commented"]);
+    assert_eq!(world.gitlab.issues()[0].state, "closed");
+    assert_eq!(world.gitlab.issues()[0].notes.len(), 1);
 
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(json_of(&output)["races"][0]["action"], "reopened");
-    let issue = &gitlab.issues()[0];
+    let result = world.scan_ok(&[&log]);
+    assert_eq!(actions(&result), ["reopened"]);
+    let issue = &world.gitlab.issues()[0];
     assert_eq!(issue.state, "opened");
     assert_eq!(issue.notes.len(), 2);
     assert!(
@@ -229,52 +302,40 @@ fn closed_issue_is_reopened_unless_no_reopen() {
 
 #[test]
 fn config_can_switch_reopening_off() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
+    let world = World::new();
     std::fs::write(
-        dir.path().join("rp-devops.yml"),
+        world.path().join("rp-devops.yml"),
         "races:\n  reopen_closed: false\n",
     )
     .unwrap();
-    let log = copy_fixture(dir.path(), "counter.log");
-    assert!(
-        scan(&gitlab, dir.path(), &[log.to_str().unwrap()])
-            .status
-            .success()
-    );
-    gitlab.set_issue_state(1, "closed");
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert_eq!(json_of(&output)["races"][0]["action"], "commented");
-    assert_eq!(gitlab.issues()[0].state, "closed");
+    let log = world.log("counter.log");
+    assert!(world.scan(&[&log]).success());
+    world.gitlab.set_issue_state(1, "closed");
+    assert_eq!(actions(&world.scan(&[&log]).json()), ["commented"]);
+    assert_eq!(world.gitlab.issues()[0].state, "closed");
 }
 
 #[test]
 fn hand_made_issue_with_same_title_is_adopted() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
+    let world = World::new();
     let title = "Data race in main.(*scheduler).tick()";
-    gitlab.add_issue(
+    world.gitlab.add_issue(
         title,
         "Found by the old script on testbox-03.",
         &[LABEL],
         "opened",
     );
     // Same title but another label: not ours to adopt.
-    gitlab.add_issue(title, "unrelated", &["bug"], "opened");
-    let log = copy_fixture(dir.path(), "server-run1.log");
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = json_of(&output);
-    let tick = result["races"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["title"] == title)
-        .unwrap()
-        .clone();
+    world
+        .gitlab
+        .add_issue(title, "unrelated", &["bug"], "opened");
+    let log = world.log("server-run1.log");
+    let result = world.scan_ok(&[&log]);
+    let tick = race_titled(&result, title);
+    assert_eq!(tick["title"], title);
     assert_eq!(tick["action"], "commented");
     assert_eq!(tick["issue"]["iid"], 1);
-    let issues = gitlab.issues();
+    let issues = world.gitlab.issues();
     assert_eq!(issues.len(), 3, "one new issue for the Touch race only");
     assert!(issues[0].description.starts_with("Found by the old script"));
     assert!(
@@ -286,30 +347,28 @@ fn hand_made_issue_with_same_title_is_adopted() {
     assert!(issues[1].notes.is_empty());
 
     // Adopted: the next run finds it by marker and still makes no new issue.
-    let again = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(again.status.success());
-    assert_eq!(gitlab.issues().len(), 3);
+    assert!(world.scan(&[&log]).success());
+    assert_eq!(world.gitlab.issues().len(), 3);
 }
 
 #[test]
 fn existing_issues_are_listed_with_pagination_once() {
-    let gitlab = FakeGitLab::start();
-    gitlab.set_page_size(2);
+    let world = World::new();
+    world.gitlab.set_page_size(2);
     for n in 0..5 {
-        gitlab.add_issue(
+        world.gitlab.add_issue(
             &format!("Data race in other.F{n}()"),
             "old",
             &[LABEL],
             "opened",
         );
     }
-    let dir = home();
-    let log = copy_fixture(dir.path(), "server-run1.log");
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let log = world.log("server-run1.log");
+    world.scan(&[&log]).ok();
     // 5 issues at 2 a page: 3 pages, one listing.
-    assert_eq!(listings_before_first_write(&gitlab), 3);
-    let listing = gitlab
+    assert_eq!(listings_before_first_write(&world.gitlab), 3);
+    let listing = world
+        .gitlab
         .requests()
         .into_iter()
         .find(|r| r.method == "GET")
@@ -323,25 +382,26 @@ fn existing_issues_are_listed_with_pagination_once() {
     assert!(listing.query.contains("per_page=100"), "{}", listing.query);
 
     // The last race issue sits on page 3: a second run must see it.
-    let again = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(again.status.success());
-    assert_eq!(gitlab.issues().len(), 7);
+    assert!(world.scan(&[&log]).success());
+    assert_eq!(world.gitlab.issues().len(), 7);
 }
 
 #[test]
 fn link_pagination_never_leaves_the_configured_host() {
-    let gitlab = FakeGitLab::start();
-    gitlab.set_page_size(1);
-    gitlab.link_only_pagination("http://evil.invalid:9");
+    let world = World::new();
+    world.gitlab.set_page_size(1);
+    world.gitlab.link_only_pagination("http://evil.invalid:9");
     let title = "Data race in main.(*scheduler).tick()";
-    gitlab.add_issue("Data race in other.F()", "old", &[LABEL], "opened");
-    gitlab.add_issue(title, "on page 2", &[LABEL], "opened");
-    let dir = home();
-    let log = copy_fixture(dir.path(), "server-run1.log");
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(listings_before_first_write(&gitlab), 2);
-    let tick = &gitlab.issues()[1];
+    world
+        .gitlab
+        .add_issue("Data race in other.F()", "old", &[LABEL], "opened");
+    world
+        .gitlab
+        .add_issue(title, "on page 2", &[LABEL], "opened");
+    let log = world.log("server-run1.log");
+    world.scan(&[&log]).ok();
+    assert_eq!(listings_before_first_write(&world.gitlab), 2);
+    let tick = &world.gitlab.issues()[1];
     assert_eq!(
         tick.notes.len(),
         1,
@@ -361,38 +421,25 @@ fn end_state(gitlab: &FakeGitLab) -> Vec<(String, String, usize)> {
 
 #[test]
 fn thirty_percent_faults_give_the_same_end_state() {
-    let dir = home();
-    let logs = logs_dir(
-        dir.path(),
-        &[
-            "server-run1.log",
-            "cache.log",
-            "counter.log",
-            "generic.log",
-            "tsan-cpp.log",
-        ],
-    );
-    let logs = logs.to_str().unwrap();
+    let world = World::new();
+    let logs = world.logs(&[
+        "server-run1.log",
+        "cache.log",
+        "counter.log",
+        "generic.log",
+        "tsan-cpp.log",
+    ]);
+    let closed_race = "Data race in main.(*cache).put() vs main.(*cache).get()";
 
-    let clean = FakeGitLab::start();
-    clean.add_issue(
-        "Data race in main.(*cache).put() vs main.(*cache).get()",
-        "",
-        &[LABEL],
-        "closed",
-    );
+    let clean = &world.gitlab;
+    clean.add_issue(closed_race, "", &[LABEL], "closed");
     for _ in 0..2 {
-        assert!(scan(&clean, dir.path(), &[logs]).status.success());
+        assert!(world.scan(&[&logs]).success());
     }
 
     for seed in [1, 2, 3] {
         let faulty = FakeGitLab::start();
-        faulty.add_issue(
-            "Data race in main.(*cache).put() vs main.(*cache).get()",
-            "",
-            &[LABEL],
-            "closed",
-        );
+        faulty.add_issue(closed_race, "", &[LABEL], "closed");
         faulty.random_faults(
             0.3,
             seed,
@@ -407,11 +454,11 @@ fn thirty_percent_faults_give_the_same_end_state() {
             ],
         );
         for _ in 0..2 {
-            let output = scan(&faulty, dir.path(), &[logs]);
-            assert!(output.status.success(), "seed {seed}: {}", stderr(&output));
+            let output = world.scan_on(&faulty, &[&logs]);
+            assert!(output.success(), "seed {seed}: {}", output.stderr());
         }
         faulty.clear_faults();
-        assert_eq!(end_state(&faulty), end_state(&clean), "seed {seed}");
+        assert_eq!(end_state(&faulty), end_state(clean), "seed {seed}");
         let lost = faulty.requests().len();
         assert!(lost > 20, "the faulty run made {lost} requests");
     }
@@ -419,112 +466,98 @@ fn thirty_percent_faults_give_the_same_end_state() {
 
 #[test]
 fn lost_answer_on_create_is_recovered_by_marker_not_repeated() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
+    let world = World::new();
+    let log = world.log("counter.log");
     // The listing goes through, then the create is applied but its answer lost.
-    gitlab.push_faults([
+    world.gitlab.push_faults([
         Fault::Slow(std::time::Duration::from_millis(1)),
         Fault::LostAnswer,
     ]);
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(gitlab.issues().len(), 1);
+    let result = world.scan_ok(&[&log]);
+    assert_eq!(world.gitlab.issues().len(), 1);
     assert_eq!(
-        gitlab.count("POST", "/issues"),
+        world.gitlab.count("POST", "/issues"),
         1,
         "checked by marker, not re-sent"
     );
-    assert_eq!(json_of(&output)["races"][0]["issue"]["iid"], 1);
+    assert_eq!(result["races"][0]["issue"]["iid"], 1);
 }
 
 #[test]
 fn a_slow_answer_times_out_and_is_retried() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    gitlab.push_faults([Fault::Slow(std::time::Duration::from_secs(3))]);
-    let output = rp_devops_with(&gitlab, dir.path())
-        .env("RP_HTTP_TIMEOUT", "1s")
-        .args(["--json", "scan-races", "--host", "testbox-07"])
-        .arg(&log)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("timed out"), "{}", stderr(&output));
+    let world = World::new();
+    let log = world.log("counter.log");
+    world
+        .gitlab
+        .push_faults([Fault::Slow(std::time::Duration::from_secs(3))]);
+    let output = run(world.rp_devops().env("RP_HTTP_TIMEOUT", "1s").args([
+        "--json",
+        "scan-races",
+        "--host",
+        "testbox-07",
+        &log,
+    ]))
+    .ok();
+    assert!(output.stderr().contains("timed out"), "{}", output.stderr());
     assert_eq!(
-        listings_before_first_write(&gitlab),
+        listings_before_first_write(&world.gitlab),
         2,
         "the listing was asked again"
     );
-    assert_eq!(gitlab.issues().len(), 1);
+    assert_eq!(world.gitlab.issues().len(), 1);
 }
 
 #[test]
 fn retry_after_is_honoured_on_429() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    gitlab.push_faults([Fault::Status(429, Some(1))]);
+    let world = World::new();
+    let log = world.log("counter.log");
+    world.gitlab.push_faults([Fault::Status(429, Some(1))]);
     let started = std::time::Instant::now();
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("429"), "{}", stderr(&output));
+    let output = world.scan(&[&log]).ok();
+    assert!(output.stderr().contains("429"), "{}", output.stderr());
     // Waited as told (a lower bound, not a timing assertion on speed).
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
-    assert_eq!(gitlab.issues().len(), 1);
+    assert_eq!(world.gitlab.issues().len(), 1);
 }
 
 #[test]
 fn dry_run_reads_but_never_writes() {
-    let gitlab = FakeGitLab::start();
+    let world = World::new();
     let title = "Data race in main.(*scheduler).tick()";
-    let iid = gitlab.add_issue(title, "<!-- nothing -->", &[LABEL], "closed");
-    let dir = home();
-    let log = copy_fixture(dir.path(), "server-run1.log");
-    let output = scan(&gitlab, dir.path(), &["--dry-run", log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = json_of(&output);
-    let actions: Vec<&str> = result["races"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["action"].as_str().unwrap())
-        .collect();
-    assert_eq!(actions, ["would-create", "would-reopen"]);
+    let iid = world
+        .gitlab
+        .add_issue(title, "<!-- nothing -->", &[LABEL], "closed");
+    let log = world.log("server-run1.log");
+    let output = world.scan(&["--dry-run", &log]).ok();
+    assert_eq!(actions(&output.json()), ["would-create", "would-reopen"]);
     assert!(
-        stderr(&output).contains("dry-run: would POST"),
+        output.stderr().contains("dry-run: would POST"),
         "{}",
-        stderr(&output)
+        output.stderr()
     );
-    assert!(gitlab.requests().iter().all(|r| r.method == "GET"));
-    assert_eq!(gitlab.issues().len(), 1);
-    assert_eq!(gitlab.issues()[0].state, "closed");
+    assert!(world.gitlab.requests().iter().all(|r| r.method == "GET"));
+    assert_eq!(world.gitlab.issues().len(), 1);
+    assert_eq!(world.gitlab.issues()[0].state, "closed");
     assert_eq!(iid, 1);
 }
 
 #[test]
 fn dry_run_without_gitlab_reads_nothing_remote() {
-    let dir = home();
-    let output = rp_devops(dir.path())
-        .args([
-            "scan-races",
-            "--dry-run",
-            fixture("races").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let world = World::new();
+    let output =
+        run(world
+            .rp_devops_offline()
+            .args(["scan-races", "--dry-run", &arg(&fixture("races"))]))
+        .ok();
+    let stdout = output.stdout();
     assert!(stdout.contains("would-create"), "{stdout}");
     assert!(stdout.contains("Data race in worker()"), "{stdout}");
 }
 
 #[test]
 fn reads_stdin_gzip_and_directories() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let nested = dir.path().join("a/b");
+    let world = World::new();
+    let nested = world.path().join("a/b");
     std::fs::create_dir_all(&nested).unwrap();
     let gz = nested.join("cache.log.gz");
     let mut encoder = flate2::write::GzEncoder::new(
@@ -536,7 +569,8 @@ fn reads_stdin_gzip_and_directories() {
         .unwrap();
     encoder.finish().unwrap();
 
-    let output = rp_devops_with(&gitlab, dir.path())
+    let output = run(world
+        .rp_devops()
         .args([
             "--json",
             "scan-races",
@@ -544,31 +578,19 @@ fn reads_stdin_gzip_and_directories() {
             "testbox-07",
             "--dry-run",
             "-",
+            &arg(&world.path().join("a")),
         ])
-        .arg(dir.path().join("a"))
-        .write_stdin(std::fs::read(fixture("races/counter.log")).unwrap())
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = json_of(&output);
+        .write_stdin(std::fs::read(fixture("races/counter.log")).unwrap()))
+    .ok();
+    let result = output.json();
     assert_eq!(result["files"], 2);
     assert_eq!(result["reports"], 3);
-    let sources: Vec<String> = result["races"]
-        .as_array()
-        .unwrap()
+    let sources: Vec<&str> = races(&result)
         .iter()
-        .flat_map(|r| {
-            r["sources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s.as_str().unwrap().to_owned())
-        })
+        .flat_map(|r| r["sources"].as_array().unwrap())
+        .map(|s| s.as_str().unwrap())
         .collect();
-    assert!(
-        sources.iter().any(|s| s == "testbox-07:stdin"),
-        "{sources:?}"
-    );
+    assert!(sources.contains(&"testbox-07:stdin"), "{sources:?}");
     assert!(
         sources.iter().any(|s| s.ends_with("cache.log.gz")),
         "{sources:?}"
@@ -577,36 +599,32 @@ fn reads_stdin_gzip_and_directories() {
 
 #[test]
 fn unreadable_file_is_named_and_the_others_still_processed() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    let missing = dir.path().join("no-such.log");
-    let output = scan(
-        &gitlab,
-        dir.path(),
-        &[missing.to_str().unwrap(), log.to_str().unwrap()],
-    );
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let world = World::new();
+    let log = world.log("counter.log");
+    let missing = arg(&world.path().join("no-such.log"));
+    let output = world.scan(&[&missing, &log]);
+    assert_eq!(output.code(), Some(1), "{}", output.stderr());
     assert!(
-        stderr(&output).contains("no-such.log"),
+        output.stderr().contains("no-such.log"),
         "{}",
-        stderr(&output)
+        output.stderr()
     );
     // The readable file was still filed, and the result still printed.
-    assert_eq!(json_of(&output)["reports"], 1);
-    assert_eq!(gitlab.issues().len(), 1);
+    assert_eq!(output.json()["reports"], 1);
+    assert_eq!(world.gitlab.issues().len(), 1);
 }
 
 #[test]
 fn empty_input_and_binary_garbage_are_not_errors() {
-    let dir = home();
-    let empty = dir.path().join("empty.log");
+    let world = World::new();
+    let empty = world.path().join("empty.log");
     std::fs::write(&empty, "").unwrap();
-    let garbage = dir.path().join("garbage.bin");
+    let garbage = world.path().join("garbage.bin");
     let mut rng = fastrand::Rng::with_seed(42);
     let bytes: Vec<u8> = (0..2_000_000).map(|_| rng.u8(..)).collect();
     std::fs::write(&garbage, bytes).unwrap();
-    rp_devops(dir.path())
+    world
+        .rp_devops_offline()
         .args(["scan-races", "--dry-run"])
         .arg(&empty)
         .arg(&garbage)
@@ -617,8 +635,8 @@ fn empty_input_and_binary_garbage_are_not_errors() {
 
 #[test]
 fn a_100_mb_line_stays_in_bounded_memory() {
-    let dir = home();
-    let path = dir.path().join("huge-line.log");
+    let world = World::new();
+    let path = world.path().join("huge-line.log");
     {
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
         let chunk = vec![b'x'; 1024 * 1024];
@@ -634,23 +652,23 @@ fn a_100_mb_line_stays_in_bounded_memory() {
         time.exists(),
         "GNU time is needed to measure peak memory (Debian package `time`)"
     );
-    let output = std::process::Command::new(time)
+    let output = Run(std::process::Command::new(time)
         .args(["-f", "peak-rss-kib=%M"])
         .arg(env!("CARGO_BIN_EXE_rp-devops"))
         .args(["--json", "scan-races", "--dry-run"])
         .arg(&path)
         .env_clear()
-        .env("HOME", dir.path())
-        .current_dir(dir.path())
+        .env("HOME", world.path())
+        .current_dir(world.path())
         .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+        .unwrap())
+    .ok();
     assert_eq!(
-        json_of(&output)["reports"],
+        output.json()["reports"],
         1,
         "the report after the long line is still found"
     );
-    let err = stderr(&output);
+    let err = output.stderr();
     let rss: u64 = err
         .lines()
         .find_map(|l| l.strip_prefix("peak-rss-kib="))
@@ -661,16 +679,14 @@ fn a_100_mb_line_stays_in_bounded_memory() {
 
 #[test]
 fn wrong_token_fails_with_a_hint_and_never_shows_the_token() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    let output = rp_devops_with(&gitlab, dir.path())
+    let world = World::new();
+    let log = world.log("counter.log");
+    let output = run(world
+        .rp_devops()
         .env("RP_GITLAB_TOKEN", "glpat-wrong-secret-value")
-        .args(["-v", "scan-races", log.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
+        .args(["-v", "scan-races", &log]));
+    assert_eq!(output.code(), Some(1));
+    let err = output.stderr();
     assert!(err.contains("401"), "{err}");
     assert!(
         err.contains("GET projects/restorepoint%2Fproduct/issues"),
@@ -681,23 +697,21 @@ fn wrong_token_fails_with_a_hint_and_never_shows_the_token() {
         "{err}"
     );
     assert!(!err.contains("glpat-wrong-secret-value"));
-    assert!(!String::from_utf8_lossy(&output.stdout).contains("glpat-wrong-secret-value"));
+    assert!(!output.stdout().contains("glpat-wrong-secret-value"));
 }
 
 #[test]
 fn job_token_cannot_create_issues_and_says_so() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    let output = support::rp_devops(dir.path())
-        .env("CI_SERVER_URL", &gitlab.url)
+    let world = World::new();
+    let log = world.log("counter.log");
+    let output = run(world
+        .rp_devops_offline()
+        .env("CI_SERVER_URL", &world.gitlab.url)
         .env("CI_PROJECT_ID", fake_gitlab::PROJECT_ID.to_string())
         .env("CI_JOB_TOKEN", fake_gitlab::JOB_TOKEN)
-        .args(["scan-races", log.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
+        .args(["scan-races", &log]));
+    assert_eq!(output.code(), Some(1));
+    let err = output.stderr();
     assert!(err.contains("403"), "{err}");
     assert!(
         err.contains("CI_JOB_TOKEN can read") && err.contains("cannot create issues"),
@@ -705,9 +719,9 @@ fn job_token_cannot_create_issues_and_says_so() {
     );
     assert!(!err.contains(fake_gitlab::JOB_TOKEN));
     // It could read (the listing used JOB-TOKEN), but wrote nothing.
-    let listing = gitlab.requests().into_iter().next().unwrap();
+    let listing = world.gitlab.requests().into_iter().next().unwrap();
     assert!(listing.headers.iter().any(|(k, _)| k == "job-token"));
-    assert!(gitlab.issues().is_empty());
+    assert!(world.gitlab.issues().is_empty());
 }
 
 #[test]
@@ -717,19 +731,15 @@ fn unreachable_gitlab_gives_up_after_bounded_retries() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    let output = rp_devops(dir.path())
-        .env("RP_GITLAB_URL", format!("http://127.0.0.1:{port}"))
-        .env("RP_GITLAB_TOKEN", "glpat-x")
-        .env("RP_PROJECT", "g/p")
+    let world = World::new();
+    let log = world.log("counter.log");
+    let output = run(world
+        .rp_devops_against(&format!("http://127.0.0.1:{port}"))
         .env("RP_HTTP_RETRY_BUDGET", "2s")
-        .args(["scan-races", log.to_str().unwrap()])
-        .timeout(std::time::Duration::from_secs(60))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
+        .args(["scan-races", &log])
+        .timeout(std::time::Duration::from_secs(60)));
+    assert_eq!(output.code(), Some(1));
+    let err = output.stderr();
     assert!(err.contains("gave up after"), "{err}");
     assert!(err.contains("retrying"), "{err}");
     assert!(err.contains("hint: is GitLab reachable"), "{err}");
@@ -753,86 +763,66 @@ fn malformed_json_from_gitlab_is_a_clear_error() {
             );
         }
     });
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    let output = rp_devops(dir.path())
-        .env("RP_GITLAB_URL", url)
-        .env("RP_GITLAB_TOKEN", "glpat-x")
-        .env("RP_PROJECT", "g/p")
-        .args(["scan-races", log.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    let world = World::new();
+    let log = world.log("counter.log");
+    let output = run(world.rp_devops_against(&url).args(["scan-races", &log]));
+    assert_eq!(output.code(), Some(1));
     assert!(
-        stderr(&output).contains("not the JSON expected"),
+        output.stderr().contains("not the JSON expected"),
         "{}",
-        stderr(&output)
+        output.stderr()
     );
 }
 
 #[test]
 fn fail_on_race_exits_3_after_filing() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    let output = scan(
-        &gitlab,
-        dir.path(),
-        &["--fail-on-race", log.to_str().unwrap()],
+    let world = World::new();
+    let log = world.log("counter.log");
+    assert_eq!(world.scan(&["--fail-on-race", &log]).code(), Some(3));
+    assert_eq!(world.gitlab.issues().len(), 1);
+    let clean = world.path().join("clean.log");
+    std::fs::write(&clean, "all good\n").unwrap();
+    assert_eq!(
+        world.scan(&["--fail-on-race", &arg(&clean)]).code(),
+        Some(0)
     );
-    assert_eq!(output.status.code(), Some(3));
-    assert_eq!(gitlab.issues().len(), 1);
-    let empty = dir.path().join("clean.log");
-    std::fs::write(&empty, "all good\n").unwrap();
-    let output = scan(
-        &gitlab,
-        dir.path(),
-        &["--fail-on-race", empty.to_str().unwrap()],
-    );
-    assert_eq!(output.status.code(), Some(0));
 }
 
 #[test]
 fn bad_config_is_exit_2_naming_file_line_and_key() {
-    let dir = home();
+    let world = World::new();
     std::fs::write(
-        dir.path().join("rp-devops.yml"),
+        world.path().join("rp-devops.yml"),
         "gitlab:\n  url: https://g.example.com\nraces:\n  label: [x]\n",
     )
     .unwrap();
-    let output = rp_devops(dir.path())
-        .args(["scan-races", "--dry-run", "-"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let err = stderr(&output);
+    let output = run(world
+        .rp_devops_offline()
+        .args(["scan-races", "--dry-run", "-"]));
+    assert_eq!(output.code(), Some(2));
+    let err = output.stderr();
     assert!(err.contains("rp-devops.yml:4"), "{err}");
     assert!(err.contains("unknown field `label`"), "{err}");
 }
 
 #[test]
 fn missing_project_is_a_usage_error() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "counter.log");
-    let output = rp_devops(dir.path())
-        .env("RP_GITLAB_URL", &gitlab.url)
+    let world = World::new();
+    let log = world.log("counter.log");
+    let output = run(world
+        .rp_devops_offline()
+        .env("RP_GITLAB_URL", &world.gitlab.url)
         .env("RP_GITLAB_TOKEN", fake_gitlab::TOKEN)
-        .args(["scan-races", log.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(stderr(&output).contains("no GitLab project"));
+        .args(["scan-races", &log]));
+    assert_eq!(output.code(), Some(2), "{}", output.stderr());
+    assert!(output.stderr().contains("no GitLab project"));
 }
 
 #[test]
 fn json_result_shape() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "truncated.log");
-    let output = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let mut result = json_of(&output);
+    let world = World::new();
+    let log = world.log("truncated.log");
+    let mut result = world.scan_ok(&[&log]);
     result["races"][0]["sources"] = serde_json::json!(["[source]"]);
     result["races"][0]["issue"]["web_url"] = serde_json::json!("[url]");
     insta::assert_json_snapshot!(result);
@@ -840,60 +830,47 @@ fn json_result_shape() {
 
 #[test]
 fn help_text() {
-    let dir = home();
-    let output = rp_devops(dir.path())
-        .args(["scan-races", "--help"])
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    insta::assert_snapshot!(String::from_utf8_lossy(&output.stdout));
+    let world = World::new();
+    let output = run(world.rp_devops_offline().args(["scan-races", "--help"])).ok();
+    insta::assert_snapshot!(output.stdout());
 }
 
 #[test]
 fn a_cut_off_report_counts_towards_its_full_race_in_the_same_run() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
+    let world = World::new();
     // truncated.log is cache.log's first race cut off after `put`'s side.
-    let logs = logs_dir(dir.path(), &["cache.log", "truncated.log"]);
-    let output = scan(&gitlab, dir.path(), &[logs.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = json_of(&output);
+    let logs = world.logs(&["cache.log", "truncated.log"]);
+    let result = world.scan_ok(&[&logs]);
     assert_eq!(result["reports"], 3);
     assert_eq!(result["truncated"], 1);
-    let races = result["races"].as_array().unwrap();
-    assert_eq!(races.len(), 2, "{result:#}");
+    assert_eq!(races(&result).len(), 2, "{result:#}");
     assert_eq!(
-        races[0]["title"],
+        result["races"][0]["title"],
         "Data race in main.(*cache).put() vs main.(*cache).get()"
     );
-    assert_eq!(races[0]["count"], 2);
-    assert_eq!(gitlab.issues().len(), 2);
+    assert_eq!(result["races"][0]["count"], 2);
+    assert_eq!(world.gitlab.issues().len(), 2);
 }
 
 #[test]
 fn a_cut_off_report_and_its_full_race_share_one_issue_across_runs() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let truncated = copy_fixture(dir.path(), "truncated.log");
-    let full = copy_fixture(dir.path(), "cache.log");
+    let world = World::new();
+    let truncated = world.log("truncated.log");
+    let full = world.log("cache.log");
 
     // Day 1: only the cut-off report; it gets an issue on its one side.
-    assert!(
-        scan(&gitlab, dir.path(), &[truncated.to_str().unwrap()])
-            .status
-            .success()
+    assert!(world.scan(&[&truncated]).success());
+    assert_eq!(
+        world.gitlab.issues()[0].title,
+        "Data race in main.(*cache).put()"
     );
-    assert_eq!(gitlab.issues()[0].title, "Data race in main.(*cache).put()");
 
     // Day 2: the full race joins that issue (and upgrades its marker); the
     // other race of cache.log is new.
-    let output = scan(&gitlab, dir.path(), &[full.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let result = json_of(&output);
-    assert_eq!(result["races"][0]["action"], "commented");
+    let result = world.scan_ok(&[&full]);
+    assert_eq!(actions(&result), ["commented", "created"]);
     assert_eq!(result["races"][0]["issue"]["iid"], 1);
-    assert_eq!(result["races"][1]["action"], "created");
-    let issues = gitlab.issues();
+    let issues = world.gitlab.issues();
     assert_eq!(issues.len(), 2);
     assert!(
         issues[0]
@@ -902,33 +879,31 @@ fn a_cut_off_report_and_its_full_race_share_one_issue_across_runs() {
     );
 
     // Day 3: cut off again: still that issue, found through the full marker.
-    let output = scan(&gitlab, dir.path(), &[truncated.to_str().unwrap()]);
-    assert_eq!(json_of(&output)["races"][0]["issue"]["iid"], 1);
-    assert_eq!(gitlab.issues().len(), 2);
-    assert_eq!(gitlab.issues()[0].notes.len(), 2);
+    let result = world.scan(&[&truncated]).json();
+    assert_eq!(result["races"][0]["issue"]["iid"], 1);
+    assert_eq!(world.gitlab.issues().len(), 2);
+    assert_eq!(world.gitlab.issues()[0].notes.len(), 2);
 }
 
 #[test]
 fn two_runs_at_once_leave_one_open_issue_per_race() {
-    let gitlab = FakeGitLab::start();
-    let dir = home();
-    let log = copy_fixture(dir.path(), "cache.log");
+    let world = World::new();
+    let gitlab = &world.gitlab;
+    let log = world.log("cache.log");
     // Both listings are slowed so each run finds no issue and creates one.
     let slow = Fault::Slow(std::time::Duration::from_millis(1500));
     gitlab.push_faults([slow.clone(), slow]);
     let spawn = |host: &str| {
-        support::rp_devops_std_with(&gitlab, dir.path())
-            .args(["--json", "scan-races", "--host", host])
-            .arg(&log)
+        support::rp_devops_std_with(gitlab, world.path())
+            .args(["--json", "scan-races", "--host", host, &log])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn rp-devops")
     };
     let (a, b) = (spawn("testbox-01"), spawn("testbox-02"));
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success(), "{}", stderr(&a));
-    assert!(b.status.success(), "{}", stderr(&b));
+    let a = Run(a.wait_with_output().unwrap()).ok();
+    let b = Run(b.wait_with_output().unwrap()).ok();
 
     let issues = gitlab.issues();
     let trace: Vec<String> = gitlab
@@ -940,8 +915,8 @@ fn two_runs_at_once_leave_one_open_issue_per_race() {
         issues.len(),
         4,
         "both runs created both races' issues: {trace:#?}\n{}\n{}",
-        stderr(&a),
-        stderr(&b)
+        a.stderr(),
+        b.stderr()
     );
     let open: Vec<_> = issues.iter().filter(|i| i.state == "opened").collect();
     assert_eq!(open.len(), 2, "one open issue per race: {issues:#?}");
@@ -962,18 +937,17 @@ fn two_runs_at_once_leave_one_open_issue_per_race() {
             "the losing run's sighting is noted on the original"
         );
     }
-    let mut actions: Vec<String> = [json_of(&a), json_of(&b)]
-        .iter()
-        .flat_map(|r| r["races"].as_array().unwrap().clone())
-        .map(|r| r["action"].as_str().unwrap().to_owned())
-        .collect();
-    actions.sort();
-    assert_eq!(actions, ["commented", "commented", "created", "created"]);
+    let (a, b) = (a.json(), b.json());
+    let mut all_actions = [actions(&a), actions(&b)].concat();
+    all_actions.sort();
+    assert_eq!(
+        all_actions,
+        ["commented", "commented", "created", "created"]
+    );
 
     // The next run finds the originals, not the closed duplicates.
-    let again = scan(&gitlab, dir.path(), &[log.to_str().unwrap()]);
-    let result = json_of(&again);
-    for race in result["races"].as_array().unwrap() {
+    let result = world.scan(&[&log]).json();
+    for race in races(&result) {
         assert_eq!(race["action"], "commented");
         let iid = race["issue"]["iid"].as_u64().unwrap();
         assert!(open.iter().any(|o| o.iid == iid));
@@ -983,8 +957,8 @@ fn two_runs_at_once_leave_one_open_issue_per_race() {
 
 #[test]
 fn large_inputs_show_a_few_plain_progress_lines_in_ci_logs() {
-    let dir = home();
-    let path = dir.path().join("big.log");
+    let world = World::new();
+    let path = world.path().join("big.log");
     {
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
         let line = b"2026/11/28 12:52:21 backup finished for core-sw1 in 1.2s, 4096 configs\n";
@@ -994,13 +968,12 @@ fn large_inputs_show_a_few_plain_progress_lines_in_ci_logs() {
         file.write_all(&std::fs::read(fixture("races/counter.log")).unwrap())
             .unwrap();
     }
-    let output = rp_devops(dir.path())
-        .args(["--json", "scan-races", "--dry-run"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let err = stderr(&output);
+    let big = arg(&path);
+    let output = run(world
+        .rp_devops_offline()
+        .args(["--json", "scan-races", "--dry-run", &big]))
+    .ok();
+    let err = output.stderr();
     let lines: Vec<&str> = err
         .lines()
         .filter(|l| l.starts_with("scanning logs: "))
@@ -1010,12 +983,11 @@ fn large_inputs_show_a_few_plain_progress_lines_in_ci_logs() {
         "a line per quarter, not a flood: {err}"
     );
     assert!(lines[0].contains("(25%)"), "{err}");
-    assert_eq!(json_of(&output)["reports"], 1);
+    assert_eq!(output.json()["reports"], 1);
 
-    let quiet = rp_devops(dir.path())
-        .args(["-q", "--json", "scan-races", "--dry-run"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!stderr(&quiet).contains("scanning logs"));
+    let quiet =
+        run(world
+            .rp_devops_offline()
+            .args(["-q", "--json", "scan-races", "--dry-run", &big]));
+    assert!(!quiet.stderr().contains("scanning logs"));
 }

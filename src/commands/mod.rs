@@ -1,9 +1,19 @@
-//! One module per command: its `#[derive(Args)]` struct and one `run`.
-//! Commands talk to service clients and the printer; they never build URLs,
-//! read environment variables or print directly.
+//! The command layer: one module per command, its `#[derive(Args)]` struct
+//! (the `///` docs are the `--help` text) and one `run` that is glue: args →
+//! a typed request → clients from the one factory on
+//! [`Settings`](crate::settings::Settings) → an operation in
+//! [`crate::ops`] → the outcome rendered by the [`Printer`](crate::output::Printer).
+//!
+//! Commands are the only modules that name flags; [`hints`] turns the
+//! service layer's errors into hints that name them. The aim is that a
+//! command never builds URLs, reads environment variables or prints
+//! directly; `release`, `serve` and `tag_library` still resolve some of their
+//! own settings (`RP_RELEASE_URL`, `RP_LISTEN`, git credentials) until their
+//! work moves into `ops/`.
 
 pub mod check_versions;
 pub mod escalate;
+pub mod hints;
 pub mod release;
 pub mod scan_races;
 pub mod serve;

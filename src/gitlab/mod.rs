@@ -50,7 +50,7 @@ use anyhow::{Context, Result};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::de::DeserializeOwned;
 
-use crate::error::UsageError;
+use crate::error::{Setting, UsageError};
 use crate::http::retry::{self, Attempt, Outcome};
 use crate::http::{RawResponse, may_have_arrived, same_origin, transport_reason};
 use crate::settings::{GitLabSettings, GitLabToken, TokenKind};
@@ -89,44 +89,80 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// What a failed request most likely means, for the hint under the error.
+/// Said in GitLab's terms here ([`ApiError::hint`]); the command line adds
+/// the flags, variables and config keys that fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiProblem {
+    /// 401 and no token was configured.
+    NoToken,
+    /// 401: GitLab refused the token from `source`.
+    TokenRejected { source: String },
+    /// 403 with `CI_JOB_TOKEN`, which cannot write issues, notes, labels or threads.
+    JobTokenCannotWrite,
+    /// 403 with the token from `source`.
+    TokenNotAllowed { source: String },
+    /// 404: no such project, or the token's user cannot see it.
+    NotFound,
+    /// No TLS connection: the server's certificate is not trusted.
+    UntrustedCertificate,
+    /// No answer at all from `base_url`.
+    Unreachable { base_url: String },
+}
+
 impl ApiError {
-    /// A likely fix, for the `hint:` line.
+    /// The likely cause, when there is one to suggest.
+    pub fn problem(&self) -> Option<ApiProblem> {
+        let source = self.token_source.clone();
+        Some(match (self.status, self.token_kind, source) {
+            (Some(401), _, None) => ApiProblem::NoToken,
+            (Some(401), _, Some(source)) => ApiProblem::TokenRejected { source },
+            (Some(403), Some(TokenKind::Job), _) => ApiProblem::JobTokenCannotWrite,
+            (Some(403), _, Some(source)) => ApiProblem::TokenNotAllowed { source },
+            (Some(404), _, _) => ApiProblem::NotFound,
+            (None, _, _) if crate::http::tls::is_untrusted_certificate(&self.message) => {
+                ApiProblem::UntrustedCertificate
+            }
+            (None, _, _) => ApiProblem::Unreachable {
+                base_url: self.base_url.clone(),
+            },
+            _ => return None,
+        })
+    }
+
+    /// A likely fix, in GitLab's terms (no command-line flag: `serve` logs
+    /// this too).
     pub fn hint(&self) -> Option<String> {
-        let source = self.token_source.as_deref();
-        match (self.status, self.token_kind, source) {
-            (Some(401), _, None) => Some(
-                "no GitLab token was set: put a token with the `api` scope in RP_GITLAB_TOKEN \
-                 (or GITLAB_TOKEN, --gitlab-token-file, or the variable named by gitlab.token_env)"
-                    .to_owned(),
-            ),
-            (Some(401), _, Some(source)) => Some(format!(
+        self.problem().map(|problem| problem.hint())
+    }
+}
+
+impl ApiProblem {
+    /// The likely fix, in GitLab's terms.
+    pub fn hint(&self) -> String {
+        match self {
+            ApiProblem::NoToken => {
+                "GitLab wants a token and none is configured: use one with the `api` scope"
+                    .to_owned()
+            }
+            ApiProblem::TokenRejected { source } => format!(
                 "GitLab rejected the token from {source}: check that it is valid, not expired \
                  and has the `api` scope"
-            )),
-            (Some(403), Some(TokenKind::Job), _) => Some(
-                "CI_JOB_TOKEN can read merge requests and files but cannot create issues, notes, \
-                 discussions or labels, edit issues or resolve threads: set RP_GITLAB_TOKEN to a project access token with the \
-                 `api` scope (Reporter role or higher; Developer to resolve merge-request threads) \
-                 as a masked CI/CD variable"
-                    .to_owned(),
             ),
-            (Some(403), _, Some(source)) => Some(format!(
+            ApiProblem::JobTokenCannotWrite => "CI_JOB_TOKEN can read merge requests and files \
+                but cannot create issues, notes, discussions or labels, edit issues or resolve \
+                threads: use a project access token with the `api` scope (Reporter role or \
+                higher; Developer to resolve merge-request threads)"
+                .to_owned(),
+            ApiProblem::TokenNotAllowed { source } => format!(
                 "the token from {source} may not do this: it needs the `api` scope and at least \
                  the Reporter role on the project"
-            )),
-            (Some(404), _, _) => Some(
-                "check the project ID or path (--project / RP_PROJECT / gitlab.project) and that \
-                 the token's user can see the project"
-                    .to_owned(),
             ),
-            (None, _, _) if crate::http::tls::is_untrusted_certificate(&self.message) => {
-                Some(crate::http::tls::UNTRUSTED_HINT.to_owned())
-            }
-            (None, _, _) => Some(format!(
-                "is GitLab reachable at {}? (--gitlab-url / RP_GITLAB_URL / gitlab.url)",
-                self.base_url
-            )),
-            _ => None,
+            ApiProblem::NotFound => "check the project ID or path and that the token's user \
+                can see the project"
+                .to_owned(),
+            ApiProblem::UntrustedCertificate => crate::http::tls::UNTRUSTED_HINT.to_owned(),
+            ApiProblem::Unreachable { base_url } => format!("is GitLab reachable at {base_url}?"),
         }
     }
 }
@@ -178,6 +214,11 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
+/// The project of an offline dry run that has none configured: its planned
+/// writes show the path as GitLab's API documentation does, `projects/:id`.
+/// No GitLab project has this ID or path (IDs are numbers, paths have no `:`).
+pub const PROJECT_PLACEHOLDER: &str = ":id";
+
 /// Encode a value as one URL path segment or query value.
 pub fn encode(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
@@ -219,11 +260,11 @@ impl fmt::Debug for GitLab {
 }
 
 impl GitLab {
-    /// A client for the configured instance; a missing URL is a usage error.
+    /// A client for the configured instance; a missing URL is a usage error
+    /// (tagged [`Setting::GitLabUrl`], so the command line can say how to set it).
     pub fn new(settings: &GitLabSettings, retry: RetryPolicy) -> Result<Self> {
         let base_url = settings.url.clone().ok_or_else(|| {
-            UsageError::new("no GitLab URL: set --gitlab-url, RP_GITLAB_URL or gitlab.url")
-                .with_hint("in GitLab CI, CI_SERVER_URL is used automatically; to try without GitLab, add --dry-run")
+            UsageError::new("no GitLab URL is configured").for_setting(Setting::GitLabUrl)
         })?;
         let agent = ureq::Agent::config_builder()
             .tls_config(settings.trust.tls_config()?)
@@ -314,9 +355,10 @@ impl GitLab {
     /// The error for a single-object read in an offline dry run.
     fn offline_read(&self, path: &str) -> anyhow::Error {
         UsageError::new(format!(
-            "--dry-run without a GitLab URL cannot read GET {path}"
+            "a dry run without a GitLab URL cannot read GET {path}"
         ))
-        .with_hint("set --gitlab-url, RP_GITLAB_URL or gitlab.url (a dry run still writes nothing)")
+        .with_hint("with a GitLab URL configured, a dry run reads GitLab and still writes nothing")
+        .for_setting(Setting::GitLabUrl)
         .into()
     }
 
@@ -324,8 +366,11 @@ impl GitLab {
         &self.base_url
     }
 
-    /// `projects/<id or encoded path>`.
+    /// `projects/<id or encoded path>`; [`PROJECT_PLACEHOLDER`] stays as it is.
     pub fn project_path(project: &str) -> String {
+        if project == PROJECT_PLACEHOLDER {
+            return format!("projects/{PROJECT_PLACEHOLDER}");
+        }
         format!("projects/{}", encode(project))
     }
 
@@ -674,5 +719,60 @@ mod tests {
         assert_eq!(plan.len(), 1);
         assert_eq!(plan[0].method, "POST");
         assert_eq!(plan[0].path, "projects/1/issues");
+    }
+
+    fn failed(status: Option<u16>, token: Option<(&str, TokenKind)>) -> ApiError {
+        ApiError {
+            method: "POST",
+            path: "projects/1/issues".to_owned(),
+            status,
+            message: "no".to_owned(),
+            token_source: token.map(|(source, _)| source.to_owned()),
+            token_kind: token.map(|(_, kind)| kind),
+            base_url: "https://gitlab.example.com".to_owned(),
+        }
+    }
+
+    #[test]
+    fn hints_speak_gitlab_not_command_line_flags() {
+        let job = Some(("CI_JOB_TOKEN", TokenKind::Job));
+        let private = Some(("RP_GITLAB_TOKEN", TokenKind::Private));
+        let cases = [
+            (failed(Some(401), None), ApiProblem::NoToken),
+            (
+                failed(Some(401), private),
+                ApiProblem::TokenRejected {
+                    source: "RP_GITLAB_TOKEN".to_owned(),
+                },
+            ),
+            (failed(Some(403), job), ApiProblem::JobTokenCannotWrite),
+            (
+                failed(Some(403), private),
+                ApiProblem::TokenNotAllowed {
+                    source: "RP_GITLAB_TOKEN".to_owned(),
+                },
+            ),
+            (failed(Some(404), private), ApiProblem::NotFound),
+            (
+                ApiError {
+                    message: "invalid peer certificate: UnknownIssuer".to_owned(),
+                    ..failed(None, private)
+                },
+                ApiProblem::UntrustedCertificate,
+            ),
+            (
+                failed(None, private),
+                ApiProblem::Unreachable {
+                    base_url: "https://gitlab.example.com".to_owned(),
+                },
+            ),
+        ];
+        for (error, problem) in cases {
+            assert_eq!(error.problem().as_ref(), Some(&problem));
+            let hint = error.hint().unwrap();
+            assert!(!hint.contains("--"), "a flag in {hint:?}");
+            assert!(!hint.contains("gitlab.url") && !hint.contains("gitlab.project"));
+        }
+        assert_eq!(failed(Some(422), private).problem(), None);
     }
 }

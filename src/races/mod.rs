@@ -1,10 +1,14 @@
 //! Race-detector reports in logs: finding them, reading them, and telling
 //! which ones are the same race (SPEC §4).
 //!
-//! Pure logic over bytes: no GitLab, no printing. `scan` reads a stream in
-//! bounded memory and hands each report to a callback.
+//! No GitLab client and no printing here. `scan` reads a stream in bounded
+//! memory and hands each report to a callback.
 //!
 //! The work is split by concern:
+//! - [`input`]: which files a run reads (directories walked, stdin, gzip)
+//!   and what it saw of each race ([`RaceSighting`]);
+//! - [`issue`]: a race's GitLab issue as text: labels, the marker, matching
+//!   a race to an existing issue, issue and note bodies;
 //! - [`stream`]: chunked reading, the fast search for report anchors outside
 //!   reports, and line splitting with a cap on line length;
 //! - [`assemble`]: turning lines into reports (line prefixes, interleaved
@@ -16,6 +20,8 @@
 mod assemble;
 mod frames;
 mod grammar;
+pub mod input;
+pub mod issue;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -24,6 +30,7 @@ use std::io::Read;
 
 use md5::{Digest, Md5};
 
+pub use input::{RaceSighting, Scan};
 pub use stream::{LINE_CAP, READ_BUFFER};
 
 /// A report's text is cut here; the report ends and is marked truncated.
@@ -63,7 +70,8 @@ pub struct RaceReport {
 }
 
 /// The identity of a race: hex of a hash over the unordered pair of top frames.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct Fingerprint(pub String);
 
 impl std::fmt::Display for Fingerprint {

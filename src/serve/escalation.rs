@@ -44,6 +44,19 @@ pub const ROUTE: &str = "/api/v1/escalations/{ticket_id}";
 /// How long a click waits for its answer.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(170);
 
+/// The route, when `escalation_endpoint:` is configured.
+pub fn feature(setup: &super::Setup<'_>) -> Result<Option<super::Feature>> {
+    let Some(config) = &setup.settings.config.escalation_endpoint else {
+        return Ok(None);
+    };
+    let endpoint = EscalationEndpoint::new(config, setup.settings, setup.log.clone())?;
+    let description = format!("POST {ROUTE} ({})", endpoint.describe());
+    Ok(Some(super::Feature {
+        router: Arc::new(endpoint).routes(),
+        description,
+    }))
+}
+
 pub struct EscalationEndpoint {
     token: Secret,
     allowed_origin: Option<String>,

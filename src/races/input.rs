@@ -1,0 +1,418 @@
+//! Where reports come from and what a run saw of each race: paths expanded
+//! to files (directories walked, `-` for stdin), gzip recognised by its magic
+//! bytes, and every report folded into one [`RaceSighting`] per fingerprint.
+//!
+//! Reads files, never the network; prints nothing (progress goes to a
+//! callback, unreadable inputs come back as errors for the caller to report).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use flate2::read::MultiGzDecoder;
+
+use super::{Fingerprint, RaceReport};
+
+/// One input: a file, or stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// `None` for stdin.
+    pub path: Option<PathBuf>,
+    /// How the input is named in sources and errors: the path as given, or `stdin`.
+    pub display: String,
+    /// Its size when known (for progress); `None` for stdin or a file that
+    /// could not be looked at.
+    pub size: Option<u64>,
+}
+
+/// Files as given, directories expanded to every regular file below them
+/// (sorted, so runs are reproducible), `-` for stdin. A path that cannot be
+/// looked at is kept: reading it reports the error, and the other inputs are
+/// still read.
+pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
+    let mut inputs = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            inputs.push(Input {
+                path: None,
+                display: "stdin".to_owned(),
+                size: None,
+            });
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => walk(path, &mut inputs)?,
+            Ok(meta) => inputs.push(Input {
+                path: Some(path.clone()),
+                display: path.display().to_string(),
+                size: Some(meta.len()),
+            }),
+            Err(_) => inputs.push(Input {
+                path: Some(path.clone()),
+                display: path.display().to_string(),
+                size: None,
+            }),
+        }
+    }
+    Ok(inputs)
+}
+
+fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list directory {}", dir.display()))?
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("cannot list directory {}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            walk(&path, inputs)?;
+        } else if meta.is_file() {
+            inputs.push(Input {
+                display: path.display().to_string(),
+                size: Some(meta.len()),
+                path: Some(path),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Everything one run saw of one race.
+#[derive(Debug, Clone)]
+pub struct RaceSighting {
+    pub fingerprint: Fingerprint,
+    /// Position of the first sighting in the whole run, to list races in the
+    /// order a person reading the logs would meet them.
+    pub order: u64,
+    pub title: String,
+    /// The fingerprint of each usable side alone (see
+    /// [`RaceMarker`](super::issue::RaceMarker)).
+    pub sides: Vec<Fingerprint>,
+    pub first: RaceReport,
+    /// `host:input` the first report came from.
+    pub first_source: String,
+    pub newest: RaceReport,
+    pub newest_source: String,
+    pub count: u64,
+    /// Every `host:input` the race was seen in.
+    pub sources: BTreeSet<String>,
+}
+
+impl RaceSighting {
+    fn new(fingerprint: Fingerprint, order: u64, report: RaceReport, source: String) -> Self {
+        Self {
+            fingerprint,
+            order,
+            title: report.title(),
+            sides: report.side_fingerprints(),
+            first: report.clone(),
+            first_source: source.clone(),
+            newest: report,
+            newest_source: source.clone(),
+            count: 1,
+            sources: BTreeSet::from([source]),
+        }
+    }
+
+    fn seen_again(&mut self, report: RaceReport, source: &str) {
+        self.count += 1;
+        self.sources.insert(source.to_owned());
+        self.newest = report;
+        self.newest_source = source.to_owned();
+    }
+
+    /// A race known from a report with one usable side: its fingerprint is
+    /// that side's.
+    pub fn is_one_sided(&self) -> bool {
+        self.sides.len() == 1 && self.sides[0] == self.fingerprint
+    }
+}
+
+/// The reports of a run, folded per fingerprint, with totals.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: u64,
+    pub bytes: u64,
+    pub reports: u64,
+    pub truncated: u64,
+    order: u64,
+    races: BTreeMap<Fingerprint, RaceSighting>,
+}
+
+impl Scan {
+    /// Read one input to its end (gunzipping it when it starts with gzip's
+    /// magic bytes), calling `progress` with the number of raw bytes of each
+    /// read. Sources are named `host:input`.
+    pub fn read(&mut self, input: &Input, host: &str, progress: &dyn Fn(u64)) -> Result<()> {
+        let raw: Box<dyn Read> = match &input.path {
+            Some(path) => Box::new(
+                File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+            ),
+            None => Box::new(std::io::stdin().lock()),
+        };
+        let counted = CountingReader {
+            inner: raw,
+            progress,
+        };
+        let mut buffered = BufReader::with_capacity(256 * 1024, counted);
+        let gzipped = buffered
+            .fill_buf()
+            .with_context(|| format!("cannot read {}", input.display))?
+            .starts_with(&[0x1f, 0x8b]);
+        let reader: Box<dyn Read + '_> = if gzipped {
+            Box::new(MultiGzDecoder::new(buffered))
+        } else {
+            Box::new(buffered)
+        };
+
+        let source = format!("{host}:{}", input.display);
+        let stats = super::scan(reader, &mut |_| {}, &mut |report| {
+            self.add(report, &source);
+        })
+        .with_context(|| format!("cannot read {}", input.display))?;
+        self.files += 1;
+        self.bytes += stats.bytes;
+        self.reports += stats.reports;
+        self.truncated += stats.truncated;
+        Ok(())
+    }
+
+    /// Count one report towards its race.
+    pub fn add(&mut self, report: RaceReport, source: &str) {
+        self.order += 1;
+        let fingerprint = report.fingerprint();
+        match self.races.get_mut(&fingerprint) {
+            Some(seen) => seen.seen_again(report, source),
+            None => {
+                let sighting =
+                    RaceSighting::new(fingerprint.clone(), self.order, report, source.to_owned());
+                self.races.insert(fingerprint, sighting);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.races.is_empty()
+    }
+
+    /// One sighting per race, cut-off reports counted towards their full
+    /// race (see [`merge_one_sided`]), in the order the logs show them.
+    pub fn into_sightings(mut self) -> Vec<RaceSighting> {
+        merge_one_sided(&mut self.races);
+        let mut sightings: Vec<RaceSighting> = self.races.into_values().collect();
+        sightings.sort_by_key(|s| s.order);
+        sightings
+    }
+}
+
+struct CountingReader<'a> {
+    inner: Box<dyn Read>,
+    progress: &'a dyn Fn(u64),
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Within one run, a one-sided report (cut off in the log) counts towards the
+/// full race with that side, when exactly one such race was seen; with two
+/// or more candidates it is left alone rather than guessed.
+pub fn merge_one_sided(races: &mut BTreeMap<Fingerprint, RaceSighting>) {
+    let one_sided: Vec<Fingerprint> = races
+        .values()
+        .filter(|s| s.is_one_sided())
+        .map(|s| s.fingerprint.clone())
+        .collect();
+    for side in one_sided {
+        let full: Vec<Fingerprint> = races
+            .iter()
+            .filter(|(fp, s)| **fp != side && s.sides.len() == 2 && s.sides.contains(&side))
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        let [target] = full.as_slice() else { continue };
+        let (Some(part), Some(whole)) = (races.remove(&side), races.get_mut(target)) else {
+            continue;
+        };
+        whole.count += part.count;
+        whole.sources.extend(part.sources);
+        whole.order = whole.order.min(part.order);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = "\
+==================
+WARNING: DATA RACE
+Write at 0x00c000012345 by goroutine 7:
+  main.(*cache).put()
+      /src/cache.go:20 +0x44
+
+Previous read at 0x00c000012345 by goroutine 8:
+  main.(*cache).get()
+      /src/cache.go:30 +0x55
+
+Goroutine 7 (running) created at:
+  main.main()
+      /src/main.go:10 +0x66
+==================
+";
+
+    /// The same race cut off after its first side.
+    const CUT: &str = "\
+==================
+WARNING: DATA RACE
+Write at 0x00c000012345 by goroutine 7:
+  main.(*cache).put()
+      /src/cache.go:20 +0x44
+";
+
+    /// Another race sharing `put`'s side.
+    const OTHER_FULL: &str = "\
+==================
+WARNING: DATA RACE
+Write at 0x00c000012345 by goroutine 7:
+  main.(*cache).put()
+      /src/cache.go:20 +0x44
+
+Previous write at 0x00c000012345 by goroutine 9:
+  main.(*cache).evict()
+      /src/cache.go:40 +0x77
+==================
+";
+
+    fn reports(log: &str) -> Vec<RaceReport> {
+        let mut found = Vec::new();
+        crate::races::scan(log.as_bytes(), &mut |_| {}, &mut |r| found.push(r)).unwrap();
+        found
+    }
+
+    fn scan_of(logs: &[(&str, &str)]) -> Scan {
+        let mut scan = Scan::default();
+        for (source, log) in logs {
+            for report in reports(log) {
+                scan.add(report, source);
+            }
+        }
+        scan
+    }
+
+    #[test]
+    fn reports_of_one_race_fold_into_one_sighting() {
+        let scan = scan_of(&[("h:a.log", FULL), ("h:b.log", FULL), ("h:a.log", FULL)]);
+        let sightings = scan.into_sightings();
+        assert_eq!(sightings.len(), 1);
+        let race = &sightings[0];
+        assert_eq!(race.count, 3);
+        assert_eq!(race.first_source, "h:a.log");
+        assert_eq!(race.newest_source, "h:a.log");
+        assert_eq!(race.sources.len(), 2);
+        assert!(!race.is_one_sided());
+    }
+
+    fn merged(logs: &[(&str, &str)]) -> Vec<RaceSighting> {
+        let mut races = scan_of(logs).races;
+        merge_one_sided(&mut races);
+        let mut sightings: Vec<RaceSighting> = races.into_values().collect();
+        sightings.sort_by_key(|s| s.order);
+        sightings
+    }
+
+    #[test]
+    fn a_cut_off_report_joins_the_one_full_race_with_its_side() {
+        let sightings = merged(&[("h:cut.log", CUT), ("h:full.log", FULL)]);
+        assert_eq!(sightings.len(), 1, "{sightings:#?}");
+        let race = &sightings[0];
+        assert_eq!(
+            race.title,
+            "Data race in main.(*cache).put() vs main.(*cache).get()"
+        );
+        assert_eq!(race.count, 2);
+        assert_eq!(
+            race.sources.iter().collect::<Vec<_>>(),
+            ["h:cut.log", "h:full.log"]
+        );
+        // Listed where the cut-off report was met first.
+        assert_eq!(race.order, 1);
+    }
+
+    #[test]
+    fn a_cut_off_report_with_two_candidate_races_stays_apart() {
+        let sightings = merged(&[("h:1", CUT), ("h:2", FULL), ("h:3", OTHER_FULL)]);
+        assert_eq!(sightings.len(), 3);
+        assert!(sightings[0].is_one_sided());
+        assert_eq!(sightings[0].count, 1);
+        assert!(sightings[1..].iter().all(|s| s.count == 1));
+    }
+
+    #[test]
+    fn a_cut_off_report_alone_stays_its_own_race() {
+        let sightings = merged(&[("h:1", CUT), ("h:2", CUT)]);
+        assert_eq!(sightings.len(), 1);
+        assert!(sightings[0].is_one_sided());
+        assert_eq!(sightings[0].count, 2);
+        assert_eq!(sightings[0].title, "Data race in main.(*cache).put()");
+    }
+
+    #[test]
+    fn directories_expand_to_sorted_regular_files_and_dash_is_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
+        std::fs::write(dir.path().join("b/c/z.log"), "z").unwrap();
+        std::fs::write(dir.path().join("b/a.log"), "aa").unwrap();
+        let missing = dir.path().join("missing.log");
+        let inputs =
+            expand_inputs(&[dir.path().join("b"), PathBuf::from("-"), missing.clone()]).unwrap();
+        let shown: Vec<(&str, Option<u64>)> = inputs
+            .iter()
+            .map(|i| (i.display.as_str(), i.size))
+            .collect();
+        let a = dir.path().join("b/a.log").display().to_string();
+        let z = dir.path().join("b/c/z.log").display().to_string();
+        let m = missing.display().to_string();
+        assert_eq!(
+            shown,
+            [
+                (a.as_str(), Some(2)),
+                (z.as_str(), Some(1)),
+                ("stdin", None),
+                (m.as_str(), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn gzip_is_recognised_by_its_magic_bytes_not_its_name() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain-name.log");
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(FULL.as_bytes()).unwrap();
+        gz.finish().unwrap();
+        let input = &expand_inputs(&[path]).unwrap()[0];
+        let read = std::cell::Cell::new(0);
+        let mut scan = Scan::default();
+        scan.read(input, "box", &|n| read.set(read.get() + n))
+            .unwrap();
+        assert_eq!(scan.reports, 1);
+        assert_eq!(scan.bytes, FULL.len() as u64, "counted after gunzipping");
+        assert_eq!(Some(read.get()), input.size, "progress counts raw bytes");
+        let race = &scan.into_sightings()[0];
+        assert!(race.first_source.starts_with("box:"));
+    }
+}
