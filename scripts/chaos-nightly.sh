@@ -40,4 +40,4 @@ for r in rows:
 print("faults by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
 PY
 fi
-exit "${PIPESTATUS[0]:-$status}"
+exit "$status"

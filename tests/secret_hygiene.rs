@@ -102,6 +102,8 @@ struct Hygiene {
     findings: Vec<String>,
     /// Cases looked at, for the assertion message.
     cases: usize,
+    /// Texts (outputs, answers, logs, files, request bodies) looked through.
+    checked: usize,
 }
 
 impl Hygiene {
@@ -110,10 +112,12 @@ impl Hygiene {
             needles: needles(),
             findings: Vec::new(),
             cases: 0,
+            checked: 0,
         }
     }
 
     fn check(&mut self, place: &str, text: &str) {
+        self.checked += 1;
         for (name, needle) in &self.needles {
             if let Some(at) = text.find(needle.as_str()) {
                 let from = text[..at]
@@ -215,6 +219,12 @@ impl Hygiene {
 
     fn assert_clean(&self) {
         assert!(self.cases > 0, "no case ran");
+        eprintln!(
+            "secret hygiene: {} runs or requests, {} texts and files looked through, {} findings",
+            self.cases,
+            self.checked,
+            self.findings.len()
+        );
         assert!(
             self.findings.is_empty(),
             "{} finding(s) in {} cases:\n{}",
