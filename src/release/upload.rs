@@ -13,8 +13,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
-
+use super::digest::Md5Hasher;
 use super::{
     CI_DEFAULTS, FIELD_FILE, FIELD_MD5, FIELD_PRODUCT, META_VERSION, ROUTE, is_valid_meta_key,
     is_valid_meta_value, is_valid_name, meta_key_rule, name_rule,
@@ -213,7 +212,7 @@ impl MultipartLayout {
         UploadBody {
             layout: self,
             file,
-            hasher: Md5::new(),
+            hasher: Md5Hasher::new(),
             stage: Stage::Preamble(0),
             file_left: self.file_len,
             md5: None,
@@ -233,7 +232,7 @@ enum Stage {
 pub struct UploadBody<'a, R> {
     layout: &'a MultipartLayout,
     file: R,
-    hasher: Md5,
+    hasher: Md5Hasher,
     stage: Stage,
     file_left: u64,
     md5: Option<String>,
@@ -273,7 +272,13 @@ impl<R: Read> Read for UploadBody<'_, R> {
                 }
                 Stage::File => {
                     if self.file_left == 0 {
-                        let md5 = super::hex(&std::mem::take(&mut self.hasher).finalize());
+                        let md5 = match std::mem::take(&mut self.hasher).finish_hex() {
+                            Ok(md5) => md5,
+                            Err(e) => {
+                                self.file_error = true;
+                                return Err(e.into());
+                            }
+                        };
                         self.stage = Stage::Epilogue(self.layout.epilogue(&md5), 0);
                         self.md5 = Some(md5);
                         continue;
@@ -420,6 +425,7 @@ pub fn is_retryable_status(status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::{Digest, Md5};
 
     fn meta() -> BTreeMap<String, String> {
         BTreeMap::from([
