@@ -353,6 +353,10 @@ impl std::fmt::Display for SendError {
     }
 }
 
+/// The size of the writes an upload is sent in: large, so sending costs few
+/// system calls (ureq's default is 128 KiB).
+const SEND_BUFFER: usize = 1024 * 1024;
+
 /// One upload attempt: POST the body, read the answer.
 pub struct Attempt<'a> {
     pub url: &'a str,
@@ -369,11 +373,14 @@ impl Attempt<'_> {
         let file = File::open(self.file).map_err(SendError::File)?;
         let len = file.metadata().map_err(SendError::File)?.len();
         let layout = MultipartLayout::new(self.product, self.meta, self.file_name, len);
-        // 64 KiB reads keep syscalls few without holding much in memory.
-        let mut body = layout.body(io::BufReader::with_capacity(64 * 1024, file), progress);
+        // ureq reads the body straight into its output buffer, one read per
+        // write to the socket, so the file is read, hashed and sent in
+        // pieces of that size; no buffering of our own.
+        let mut body = layout.body(file, progress);
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
+                .output_buffer_size(SEND_BUFFER)
                 // Never resend the secret somewhere else.
                 .max_redirects(0)
                 .timeout_connect(Some(Duration::from_secs(15)))
