@@ -29,6 +29,7 @@ mod projects;
 mod releases;
 mod types;
 mod uploads;
+mod users;
 
 pub use commits::History;
 pub use files::FileContent;
@@ -232,6 +233,8 @@ pub struct GitLab {
     retry: RetryPolicy,
     on_retry: Arc<dyn Fn(&str) + Send + Sync>,
     mode: Mode,
+    /// The token's own user, once read (see `users.rs`); shared by clones.
+    me: Arc<std::sync::OnceLock<User>>,
 }
 
 impl Clone for GitLab {
@@ -246,6 +249,7 @@ impl Clone for GitLab {
             retry: self.retry,
             on_retry: self.on_retry.clone(),
             mode: self.mode.clone(),
+            me: self.me.clone(),
         }
     }
 }
@@ -283,6 +287,7 @@ impl GitLab {
             retry,
             on_retry: Arc::new(|_| {}),
             mode: Mode::Live,
+            me: Arc::default(),
         })
     }
 
@@ -298,6 +303,7 @@ impl GitLab {
             retry: RetryPolicy::default(),
             on_retry: Arc::new(|_| {}),
             mode: Mode::Offline(Arc::default()),
+            me: Arc::default(),
         }
     }
 
