@@ -33,6 +33,8 @@ pub struct Config {
     #[serde(default)]
     pub workflow: WorkflowConfig,
     pub webhook: Option<WebhookConfig>,
+    pub freshdesk: Option<FreshdeskConfig>,
+    pub escalation_endpoint: Option<EscalationEndpointConfig>,
     #[serde(default)]
     pub serve: ServeConfig,
 }
@@ -180,6 +182,53 @@ pub struct ProductConfig {
     pub timeout: Duration,
 }
 
+/// `escalate` (SPEC §8): where the tickets are and where they go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshdeskConfig {
+    /// `acme.freshdesk.com` (HTTPS); or `url:` for any base URL.
+    pub domain: Option<String>,
+    pub url: Option<String>,
+    /// Name of the environment variable that holds the API key.
+    #[serde(default = "default_freshdesk_key_env")]
+    pub api_key_env: String,
+    /// Project that receives escalations (default: the GitLab project).
+    pub project: Option<String>,
+    /// Labels put on escalated issues; the first one is how they are found.
+    pub labels: Option<Vec<String>>,
+    /// Tag added to an escalated ticket (default `escalated`).
+    pub tag: Option<String>,
+    /// Ticket custom field that receives the issue URL (optional).
+    pub link_field: Option<String>,
+    /// Attachments above this are linked to Freshdesk instead of uploaded
+    /// (GitLab's default maximum attachment size is 100 MiB).
+    #[serde(default = "default_attachment_limit", deserialize_with = "byte_size")]
+    pub max_attachment_size: u64,
+}
+
+/// `serve`: the endpoint behind the userscript's button (SPEC §8, §10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationEndpointConfig {
+    /// Name of the environment variable holding the bearer token.
+    #[serde(default = "default_escalate_token_env")]
+    pub token_env: String,
+    /// The Freshdesk origin allowed to call the endpoint from a page (CORS).
+    pub allowed_origin: Option<String>,
+}
+
+fn default_freshdesk_key_env() -> String {
+    "RP_FRESHDESK_API_KEY".to_owned()
+}
+
+fn default_escalate_token_env() -> String {
+    "RP_ESCALATE_TOKEN".to_owned()
+}
+
+fn default_attachment_limit() -> u64 {
+    100 * 1024 * 1024
+}
+
 fn default_release_secret_env() -> String {
     "RP_RELEASE_SECRET".to_owned()
 }
@@ -288,13 +337,57 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             UsageError::new(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.resolve_relative_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
+    }
+
+    /// Relative `release.products.*.script` paths are relative to the
+    /// directory of the config file that names them, not to wherever the
+    /// server happens to be started from.
+    fn resolve_relative_paths(&mut self, base: &Path) {
+        let Some(release) = &mut self.release else {
+            return;
+        };
+        for product in release.products.values_mut() {
+            if let Some(script) = &mut product.script {
+                if script.is_relative() {
+                    *script = base.join(&*script);
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_script_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/rp-devops.yml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            "release:\n  dir: /srv/releases\n  products:\n    \
+             a:\n      script: scripts/a.sh\n    \
+             b:\n      script: /opt/b.sh\n    \
+             c: {}\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let products = config.release.unwrap().products;
+        assert_eq!(
+            products["a"].script.as_deref(),
+            Some(dir.path().join("etc/scripts/a.sh").as_path())
+        );
+        assert_eq!(
+            products["b"].script.as_deref(),
+            Some(Path::new("/opt/b.sh"))
+        );
+        assert_eq!(products["c"].script, None);
+    }
 
     #[test]
     fn unknown_key_names_key_file_and_line() {
@@ -331,6 +424,11 @@ mod tests {
         assert_eq!(config.tag_library.gitlab_release, Some(true));
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));
+        let freshdesk = config.freshdesk.unwrap();
+        assert_eq!(freshdesk.api_key_env, "RP_FRESHDESK_API_KEY");
+        assert_eq!(freshdesk.link_field.as_deref(), Some("cf_gitlab_issue"));
+        let endpoint = config.escalation_endpoint.unwrap();
+        assert_eq!(endpoint.token_env, "RP_ESCALATE_TOKEN");
         assert_eq!(config.versions.compare, Some(Granularity::Minor));
         assert!(config.versions.pattern.is_some());
         assert_eq!(config.workflow.on_open.as_deref(), Some("in review"));
@@ -373,6 +471,18 @@ mod tests {
         let err =
             Config::parse("tag_library:\n  release: false\n", Path::new("c.yml")).unwrap_err();
         assert!(err.to_string().contains("release"), "{err}");
+    }
+
+    #[test]
+    fn freshdesk_defaults() {
+        let text = "freshdesk:\n  domain: acme.freshdesk.com\nescalation_endpoint: {}\n";
+        let config = Config::parse(text, Path::new("c.yml")).unwrap();
+        let freshdesk = config.freshdesk.unwrap();
+        assert_eq!(freshdesk.max_attachment_size, 100 * 1024 * 1024);
+        assert_eq!(freshdesk.api_key_env, "RP_FRESHDESK_API_KEY");
+        let endpoint = config.escalation_endpoint.unwrap();
+        assert_eq!(endpoint.token_env, "RP_ESCALATE_TOKEN");
+        assert!(endpoint.allowed_origin.is_none());
     }
 
     #[test]

@@ -228,7 +228,7 @@ fn serve_raises_its_open_files_limit_to_the_hard_one() {
     // Soft 64: 200 idle connections would use every descriptor and lock
     // /healthz out, had serve not raised the soft limit.
     let mut rx = Receiver::unstarted("4MiB");
-    rx.spawn_with(&["prlimit", "--nofile=64:1024", "--"], &[]);
+    rx.spawn_under(&["prlimit", "--nofile=64:1024", "--"], &[]);
     let _idle: Vec<TcpStream> = (0..200).map(|_| connect(rx.port)).collect();
     let (status, body) = healthz(rx.port);
     assert_eq!(status, 200, "{body}\n{}", rx.log());
@@ -237,7 +237,7 @@ fn serve_raises_its_open_files_limit_to_the_hard_one() {
 #[test]
 fn with_a_low_hard_limit_the_cap_is_lowered_and_healthz_still_answers() {
     let mut rx = Receiver::unstarted("4MiB");
-    rx.spawn_with(&["prlimit", "--nofile=64:64", "--"], &[]);
+    rx.spawn_under(&["prlimit", "--nofile=64:64", "--"], &[]);
     assert!(
         rx.log()
             .contains("serve.max_connections 1024 lowered to 32"),
@@ -294,7 +294,7 @@ fn curl_healthz(url: &str, ca: &Path) -> String {
 fn native_tls_serves_clients_that_trust_its_ca() {
     let mut rx = Receiver::unstarted("4MiB");
     let ca = TestCa::new(rx.root());
-    rx.spawn_with(
+    rx.spawn_under(
         &[],
         &[
             "--tls-cert",

@@ -1,7 +1,7 @@
 //! The HTTP server behind `rp-devops serve` (SPEC §10).
 //!
 //! This module is the assembly: [`Routes::from_settings`] asks each feature
-//! module (`release`, `webhook`; the escalation endpoint next) for its
+//! module (`release`, `webhook`, `escalation`) for its
 //! [`Feature`], merges the routers and lists what is served;
 //! [`serve`] runs the result with what every route needs: an access log line
 //! per request, a header-read timeout, a body-size cap for small routes, a
@@ -16,6 +16,7 @@
 //! hang-up), and maps the typed outcome to a status code.
 
 pub mod connections;
+pub mod escalation;
 pub mod linger;
 pub mod release;
 pub mod tls;
@@ -87,7 +88,11 @@ impl Routes {
             tasks: &tasks,
         };
         // One line per feature; each is `None` when its section is absent.
-        let features = [release::feature(&setup)?, webhook::feature(&setup)?];
+        let features = [
+            release::feature(&setup)?,
+            webhook::feature(&setup)?,
+            escalation::feature(&setup)?,
+        ];
 
         let mut router = Router::new().route("/healthz", get(healthz));
         let mut enabled = vec!["GET /healthz".to_owned()];

@@ -107,12 +107,21 @@ impl Receiver {
     }
 
     pub fn spawn(&mut self) {
-        self.spawn_with(&[], &[]);
+        self.spawn_full(&[], &[], &[]);
+    }
+
+    /// Start `serve` with these variables added to its environment.
+    pub fn spawn_with(&mut self, env: &[(&str, &str)]) {
+        self.spawn_full(&[], &[], env);
     }
 
     /// Start serve with extra arguments, under `launcher` (a command that
     /// runs the rest, like `prlimit --nofile=64:64`) when not empty.
-    pub fn spawn_with(&mut self, launcher: &[&str], args: &[&str]) {
+    pub fn spawn_under(&mut self, launcher: &[&str], args: &[&str]) {
+        self.spawn_full(launcher, args, &[]);
+    }
+
+    fn spawn_full(&mut self, launcher: &[&str], args: &[&str], env: &[(&str, &str)]) {
         let root = self.dir.path();
         let log = std::fs::File::create(root.join("serve.log")).expect("log");
         let mut command = super::rp_devops_std(root);
@@ -134,6 +143,7 @@ impl Receiver {
             .args(args)
             .env("RP_RELEASE_SECRET", SECRET)
             .env("RELEASE_PUBLISH_DIR", root.join("published"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
