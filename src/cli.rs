@@ -40,6 +40,7 @@ pub enum Command {
     TagLibrary(commands::tag_library::TagLibraryArgs),
     CheckVersions(commands::check_versions::CheckVersionsArgs),
     TransitionIssues(commands::transition_issues::TransitionIssuesArgs),
+    Escalate(commands::escalate::EscalateArgs),
 }
 
 /// Flags every command accepts (SPEC §2).

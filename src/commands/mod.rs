@@ -12,6 +12,7 @@
 //! work moves into `ops/`.
 
 pub mod check_versions;
+pub mod escalate;
 pub mod hints;
 pub mod release;
 pub mod scan_races;
@@ -26,7 +27,12 @@ use crate::error::ExitStatus;
 use crate::settings::Settings;
 
 pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
+    let printer = crate::output::Printer::new(settings);
+    for warning in &settings.warnings {
+        printer.warn(warning);
+    }
     match command {
+        Command::Escalate(args) => escalate::run(&args, settings),
         Command::ScanRaces(args) => scan_races::run(&args, settings),
         Command::Release(args) => release::run(&args, settings),
         Command::Serve(args) => serve::run(&args, settings),

@@ -4,7 +4,10 @@
 
 #![allow(dead_code)]
 
+pub mod escalation;
+pub mod fake_freshdesk;
 pub mod fake_gitlab;
+pub mod proxy;
 pub mod release;
 pub mod tls;
 
