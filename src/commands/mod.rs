@@ -2,6 +2,7 @@
 //! Commands talk to service clients and the printer; they never build URLs,
 //! read environment variables or print directly.
 
+pub mod completions;
 pub mod release;
 pub mod scan_races;
 pub mod serve;
@@ -19,5 +20,7 @@ pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
         Command::Release(args) => release::run(&args, settings),
         Command::Serve(args) => serve::run(&args, settings),
         Command::TagLibrary(args) => tag_library::run(&args, settings),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }
