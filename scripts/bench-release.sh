@@ -7,6 +7,8 @@
 # client (GNU time's %M) and for the server (VmHWM from /proc/PID/status).
 #
 # Usage: scripts/bench-release.sh [SIZE_MIB]   (default 1024)
+# RP_BENCH_BIN=/path/to/rp-devops benchmarks that binary instead of building
+# this tree (to compare two builds in one sitting).
 # The artifact is cached in ./bench-data/ (git-ignored); the release dir is a
 # temporary directory under bench-data/ (or under $BENCH_RELEASE_PARENT, e.g.
 # /dev/shm to take the disk out of the picture), removed afterwards.
@@ -18,8 +20,11 @@ secret="bench-$RANDOM$RANDOM"
 
 command -v /usr/bin/time >/dev/null || { echo "needs GNU time (/usr/bin/time; Debian package 'time')" >&2; exit 2; }
 
-cargo build --release --quiet
-bin=$PWD/target/release/rp-devops
+bin=${RP_BENCH_BIN:-}
+if [ -z "$bin" ]; then
+    cargo build --release --quiet
+    bin=$PWD/target/release/rp-devops
+fi
 
 mkdir -p bench-data
 artifact=bench-data/artifact-${size_mib}MiB.tgz

@@ -3,14 +3,13 @@
 //! a well-behaved client cannot produce. Every failure case checks the release
 //! directory afterwards: finished releases only, no temporary files.
 
-#[path = "support/release.rs"]
-mod release_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use release_support::*;
+use support::release::*;
 
 const MB: usize = 1024 * 1024;
 
@@ -55,7 +54,7 @@ fn upload_with_our_client_stores_runs_script_and_answers_json() {
         "{env}"
     );
     rx.assert_only_releases(&["app/1.2.3/app-1.2.3.tgz"]);
-    assert_eq!(runs(&rx, "app"), 1);
+    assert_eq!(rx.runs("app"), 1);
 
     // The access log has one line per request, and no secret anywhere.
     let log = rx.log();
@@ -111,13 +110,7 @@ fn the_client_sends_an_exact_content_length_not_chunks() {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head).to_lowercase();
+        let head = read_request_head(&mut stream).to_lowercase();
         let len: usize = head
             .lines()
             .find_map(|l| l.strip_prefix("content-length: "))
@@ -223,21 +216,14 @@ fn wrong_or_missing_secret_is_401_before_the_body_is_read() {
     let (status, _) = rx.curl(None, &["product=app".into(), "file=@big.tgz".into()]);
     assert_eq!(status, 401);
     // Our client: final, message shown, exit 1.
-    let out = rx.rp(
-        &[
-            "release",
-            "upload",
-            file.to_str().unwrap(),
-            "--url",
-            &rx.url(),
-            "--product",
-            "app",
-            "--meta",
-            "version=1",
-            "--meta",
-            "channel=x",
-        ],
-        &[("RP_RELEASE_SECRET", "not-the-secret")],
+    let out = upload_to(
+        rx.root(),
+        &rx.url(),
+        &file,
+        "app",
+        &["version=1", "channel=x"],
+        "not-the-secret",
+        &[],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -367,7 +353,7 @@ fn unknown_product_bad_names_and_missing_fields_are_refused() {
     );
     assert_eq!(rx.log().matches("\"POST /api/v1/releases\" 404").count(), 2);
     assert_eq!(rx.files(), Vec::<String>::new());
-    assert_eq!(runs(&rx, "app"), 0);
+    assert_eq!(rx.runs("app"), 0);
 }
 
 #[test]
@@ -422,18 +408,9 @@ fn client_killed_mid_upload_leaves_nothing_and_releases_the_version() {
         .file("a.tgz", &data)
         .field("md5", "0")
         .finish();
-    let mut stream = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
-    stream
-        .write_all(Form::new().head(SECRET, body.len()).as_bytes())
-        .unwrap();
-    stream.write_all(&body[..body.len() / 2]).unwrap();
     // Let the server start streaming into its temp file, then vanish.
-    let started = Instant::now();
-    while !rx.files().iter().any(|f| f.starts_with(".rp-upload-")) {
-        assert!(started.elapsed() < Duration::from_secs(10), "no temp file");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    drop(stream);
+    let half_sent = rx.send_half(body);
+    drop(half_sent);
     rx.wait_no_temp_files();
     assert_eq!(rx.files(), Vec::<String>::new());
     // The version lock went with it: the same version uploads fine now.
@@ -466,11 +443,11 @@ fn failing_script_is_500_and_an_identical_reupload_runs_it_again() {
     let out = rx.upload(&file, "flaky", &["version=3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&stdout(&out))["script"]["exit_code"], 0);
-    assert_eq!(runs(&rx, "flaky"), 2);
+    assert_eq!(rx.runs("flaky"), 2);
     // Once it succeeded, an identical upload changes nothing.
     let out = rx.upload(&file, "flaky", &["version=3"]);
     assert!(out.status.success());
-    assert_eq!(runs(&rx, "flaky"), 2);
+    assert_eq!(rx.runs("flaky"), 2);
     rx.assert_only_releases(&["flaky/3/f.tgz"]);
 }
 
@@ -523,7 +500,7 @@ fn reupload_same_is_200_without_a_second_run_and_different_is_409() {
         "{}",
         rx.log()
     );
-    assert_eq!(runs(&rx, "app"), 1);
+    assert_eq!(rx.runs("app"), 1);
 
     let other_dir = rx.root().join("other");
     std::fs::create_dir(&other_dir).unwrap();
@@ -543,7 +520,7 @@ fn reupload_same_is_200_without_a_second_run_and_different_is_409() {
         std::fs::read(&file).unwrap()
     );
     rx.assert_only_releases(&["app/5/r.tgz"]);
-    assert_eq!(runs(&rx, "app"), 1);
+    assert_eq!(rx.runs("app"), 1);
 }
 
 #[test]
@@ -557,20 +534,7 @@ fn concurrent_uploads_of_one_version_one_wins_the_other_409() {
         .file("a.tgz", &data)
         .field("md5", &md5_of(&data))
         .finish();
-    let mut a = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
-    a.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    a.write_all(Form::new().head(SECRET, body_a.len()).as_bytes())
-        .unwrap();
-    let half = body_a.len() / 2;
-    a.write_all(&body_a[..half]).unwrap();
-    let started = Instant::now();
-    while !rx.files().iter().any(|f| f.starts_with(".rp-upload-")) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "A did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let a = rx.send_half(body_a);
     // ...so B, with another artifact for the same version, is refused.
     let file_b = artifact(rx.root(), "b.tgz", 200_000, 13);
     let out = rx.upload(&file_b, "plain", &["version=9"]);
@@ -580,8 +544,7 @@ fn concurrent_uploads_of_one_version_one_wins_the_other_409() {
         "{}",
         stderr(&out)
     );
-    a.write_all(&body_a[half..]).unwrap();
-    let (status, body) = read_answer(&mut a);
+    let (status, body) = a.finish();
     assert_eq!(status, 201, "{body}");
     rx.assert_only_releases(&["plain/9/a.tgz"]);
 
@@ -614,42 +577,23 @@ fn sigterm_lets_an_upload_in_flight_finish() {
         .file("t.tgz", &data)
         .field("md5", &md5_of(&data))
         .finish();
-    let mut stream = TcpStream::connect(("127.0.0.1", rx.port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-        .write_all(Form::new().head(SECRET, body.len()).as_bytes())
-        .unwrap();
-    let half = body.len() / 2;
-    stream.write_all(&body[..half]).unwrap();
-    let started = Instant::now();
-    while !rx.files().iter().any(|f| f.starts_with(".rp-upload-")) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "upload did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let upload = rx.send_half(body);
     rx.signal("TERM");
     // The server stops accepting...
-    let started = Instant::now();
-    while !rx.log().contains("shutting down") {
-        assert!(started.elapsed() < Duration::from_secs(10), "{}", rx.log());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the shutdown to start", || {
+        rx.log().contains("shutting down")
+    });
     assert!(
         TcpStream::connect(("127.0.0.1", rx.port)).is_err(),
         "still accepting"
     );
     // ...but the upload in flight completes, script and all.
     std::thread::sleep(Duration::from_millis(200));
-    stream.write_all(&body[half..]).unwrap();
-    let (status, answer) = read_answer(&mut stream);
+    let (status, answer) = upload.finish();
     assert_eq!(status, 201, "{answer}");
     assert_eq!(rx.wait_exit(Duration::from_secs(10)), Some(0));
     rx.assert_only_releases(&["app/7/t.tgz"]);
-    assert_eq!(runs(&rx, "app"), 1);
+    assert_eq!(rx.runs("app"), 1);
 }
 
 #[test]
@@ -703,20 +647,14 @@ fn unreachable_receiver_is_retried_a_bounded_number_of_times() {
         .unwrap()
         .port();
     let started = Instant::now();
-    let out = rp(
+    let out = upload_to(
         dir.path(),
-        &[
-            "release",
-            "upload",
-            file.to_str().unwrap(),
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--product",
-            "app",
-            "--meta",
-            "version=1",
-        ],
-        &[("RP_RELEASE_SECRET", SECRET)],
+        &format!("http://127.0.0.1:{port}"),
+        &file,
+        "app",
+        &["version=1"],
+        SECRET,
+        &[],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(started.elapsed() < Duration::from_secs(20));
@@ -729,52 +667,32 @@ fn unreachable_receiver_is_retried_a_bounded_number_of_times() {
 
 #[test]
 fn a_503_from_a_proxy_is_retried_then_succeeds() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        for attempt in 0..2 {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            // Answer from the head alone; a client asking 100-continue
-            // sends no body then.
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                stream.read_exact(&mut byte).unwrap();
-                head.push(byte[0]);
-            }
-            let reply: &[u8] = if attempt == 0 {
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            } else {
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}\r\n"
-            };
-            stream.write_all(reply).unwrap();
-        }
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let file = artifact(dir.path(), "p.tgz", 1000, 18);
-    let out = rp(
-        dir.path(),
-        &[
-            "release",
-            "upload",
-            file.to_str().unwrap(),
-            "--url",
-            &format!("http://127.0.0.1:{port}"),
-            "--product",
-            "app",
-            "--meta",
-            "version=1",
-        ],
-        &[("RP_RELEASE_SECRET", SECRET)],
-    );
-    server.join().unwrap();
+    let proxy = FakeProxy::answering(vec![
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}\r\n",
+    ]);
+    let out = proxy.upload_one();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).matches("retrying in").count(),
         1,
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_proxys_retry_after_is_honoured() {
+    // The backoff is 20 ms here (the launcher's RP_HTTP_RETRY_BASE); the
+    // proxy asks for a second.
+    let proxy = FakeProxy::answering(vec![
+        b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"md5\":\"x\"}",
+    ]);
+    let out = proxy.upload_one();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("attempt 1 of 4 failed (HTTP 503); retrying in 1s"),
         "{}",
         stderr(&out)
     );
@@ -989,23 +907,10 @@ fn a_crash_mid_publication_is_completed_by_the_next_identical_upload() {
     let out = rx.upload(&file, "app", &["version=8", "channel=x"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&stdout(&out))["script"]["exit_code"], 0);
-    assert_eq!(runs(&rx, "app"), 1);
+    assert_eq!(rx.runs("app"), 1);
     rx.assert_only_releases(&["app/8/x.tgz"]);
     // And now it is complete: nothing runs again.
     let out = rx.upload(&file, "app", &["version=8", "channel=x"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(runs(&rx, "app"), 1);
-}
-
-fn runs(rx: &Receiver, script: &str) -> usize {
-    std::fs::read_to_string(rx.root().join(format!("{script}-runs.log")))
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-}
-
-fn md5_of(data: &[u8]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("x");
-    std::fs::write(&path, data).unwrap();
-    md5_hex(&path)
+    assert_eq!(rx.runs("app"), 1);
 }

@@ -1,28 +1,27 @@
 //! `rp-devops release upload`: send a release artifact, its MD5 and its
-//! metadata to a release receiver (SPEC §9). The wire format and the body
-//! are `release::upload`; this file gathers the inputs, retries and reports.
+//! metadata to a release receiver (SPEC §9). Glue: the flags and the
+//! environment become an [`UploadRequest`], `ops::release_upload` does the
+//! work, and its outcome is rendered here, with hints that name our flags.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::error::{ExitStatus, HintedError, UsageError};
-use crate::output::Printer;
-use crate::release::upload::{Attempt, SendError, is_retryable_status};
-use crate::release::{
-    CI_DEFAULTS, META_VERSION, is_valid_meta_key, is_valid_meta_value, is_valid_name,
-    meta_key_rule, name_rule, parse_meta_file,
+use crate::ops::release_upload::{
+    self, UploadError, UploadEvents, UploadOutcome, UploadPlan, UploadRequest, Verdict,
 };
+use crate::output::{Printer, Progress};
+use crate::release::parse_meta_file;
+use crate::release::upload::{MetaProblem, merge_meta};
 use crate::settings::Settings;
 
 /// The environment variable holding the shared release secret.
 pub const SECRET_ENV: &str = "RP_RELEASE_SECRET";
-/// Attempts in all: the first one plus three retries.
-const ATTEMPTS: u32 = 4;
 
 #[derive(Debug, Subcommand)]
 pub enum ReleaseCommand {
@@ -71,154 +70,128 @@ pub fn run(command: &ReleaseCommand, settings: &Settings) -> Result<ExitStatus> 
 
 fn upload(args: &UploadArgs, settings: &Settings) -> Result<ExitStatus> {
     let printer = Printer::new(settings);
-    let base = args
+    let url = args
         .url
         .as_deref()
         .or_else(|| settings.env.get("RP_RELEASE_URL"))
         .ok_or_else(|| {
             UsageError::new("no receiver URL").with_hint("pass --url or set RP_RELEASE_URL")
         })?;
-    let endpoint = endpoint(base)?;
-    if !is_valid_name(&args.product) {
-        return Err(UsageError::new(name_rule("product", &args.product)).into());
-    }
-    let file_name = args
-        .file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    if !is_valid_name(&file_name) {
-        return Err(UsageError::new(name_rule("file name", &file_name))
-            .with_hint("the server keeps the file name; rename the artifact")
-            .into());
-    }
-    let meta = metadata(args, settings)?;
-    let metadata = std::fs::metadata(&args.file)
-        .with_context(|| format!("reading {}", args.file.display()))?;
-    if !metadata.is_file() {
-        return Err(UsageError::new(format!("{} is not a file", args.file.display())).into());
-    }
-    let secret = settings.env.secret(SECRET_ENV);
-
-    if settings.dry_run {
-        if secret.is_none() {
-            printer.warn(format!(
-                "{SECRET_ENV} is not set; a real upload would stop here"
-            ));
-        }
-        let fields: Vec<String> = meta.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
-        printer.would(
-            "POST",
-            &endpoint,
-            format!(
-                "product={}, {}, file={file_name} ({}), md5 computed while sending",
-                args.product,
-                fields.join(", "),
-                bytesize::ByteSize(metadata.len())
-            ),
-        );
-        let plan = serde_json::json!({
-            "dry_run": true,
-            "url": endpoint,
-            "product": args.product,
-            "file": file_name,
-            "bytes": metadata.len(),
-            "meta": meta,
-        });
-        printer.result(&plan, |out| {
-            writeln!(out, "dry run: nothing sent to {endpoint}")
-        })?;
-        return Ok(ExitStatus::Success);
-    }
-
-    let secret = secret.ok_or_else(|| {
-        UsageError::new(format!("{SECRET_ENV} is not set")).with_hint(format!(
-            "set {SECRET_ENV} to the receiver's release secret (a masked CI/CD variable in GitLab); \
-             it is never accepted as a flag"
-        ))
-    })?;
-    let attempt = Attempt {
-        url: &endpoint,
-        secret: &secret,
-        product: &args.product,
-        meta: &meta,
-        file: &args.file,
-        file_name: &file_name,
+    let request = UploadRequest {
+        url: url.to_owned(),
+        product: args.product.clone(),
+        meta: metadata(args, settings)?,
+        file: args.file.clone(),
+        secret: settings.env.secret(SECRET_ENV),
     };
-    printer.info(format!(
-        "uploading {} ({}) to {endpoint}",
-        args.file.display(),
-        bytesize::ByteSize(metadata.len())
-    ));
-    let answer = send_with_retries(&attempt, &printer, settings.retry.base, metadata.len())?;
-    report(&answer.json, answer.status, &printer, &args.product)
-}
-
-/// Send, retrying connection errors and 502/503/504 with exponential backoff.
-fn send_with_retries(
-    attempt: &Attempt<'_>,
-    printer: &Printer,
-    base: Duration,
-    len: u64,
-) -> Result<crate::release::upload::Answer> {
-    let mut failure = String::new();
-    for n in 1..=ATTEMPTS {
-        if n > 1 {
-            let delay = base
-                .saturating_mul(1 << (n - 2))
-                .min(Duration::from_secs(30));
-            let delay = delay.mul_f64(0.5 + fastrand::f64() / 2.0);
-            printer.warn(format!(
-                "attempt {} of {ATTEMPTS} failed ({failure}); retrying in {}",
-                n - 1,
-                humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
-            ));
-            std::thread::sleep(delay);
-        }
-        let progress = printer.progress(len, &format!("uploading {}", attempt.file_name));
-        let result = attempt.send(&progress);
-        progress.finish();
-        match result {
-            Ok(answer) if is_retryable_status(answer.status) && n < ATTEMPTS => {
-                failure = format!(
-                    "HTTP {}{}",
-                    answer.status,
-                    answer
-                        .error_message()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                );
-            }
-            Ok(answer) => return Ok(answer),
-            Err(SendError::File(e)) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("reading {}", attempt.file.display()))
-                );
-            }
-            Err(SendError::Transport(e)) => failure = e,
-        }
+    if settings.dry_run {
+        let plan = request.plan().map_err(with_hint)?;
+        return dry_run(&request, &plan, &printer);
     }
-    Err(HintedError::new(
-        format!(
-            "upload to {} failed after {ATTEMPTS} attempts: {failure}",
-            attempt.url
-        ),
-        "check that the receiver is running (`rp-devops serve`) and reachable from here",
-    )
-    .into())
+    let outcome =
+        release_upload::upload(&request, &settings.retry, &Events(&printer)).map_err(with_hint)?;
+    report(&outcome, &printer, &args.product)
 }
 
-/// Print the answer; 2xx is success, anything else exits 1 with the
+/// Progress and retries on stderr.
+struct Events<'a>(&'a Printer);
+
+impl UploadEvents for Events<'_> {
+    fn starting(&self, request: &UploadRequest, plan: &UploadPlan) {
+        self.0.info(format!(
+            "uploading {} ({}) to {}",
+            request.file.display(),
+            bytesize::ByteSize(plan.bytes),
+            plan.endpoint
+        ));
+    }
+
+    fn sending(&self, file_name: &str, bytes: u64) -> Progress {
+        self.0.progress(bytes, &format!("uploading {file_name}"))
+    }
+
+    fn retrying(&self, failed: u32, of: u32, reason: &str, delay: Duration) {
+        self.0.warn(format!(
+            "attempt {failed} of {of} failed ({reason}); retrying in {}",
+            humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+        ));
+    }
+}
+
+fn dry_run(request: &UploadRequest, plan: &UploadPlan, printer: &Printer) -> Result<ExitStatus> {
+    if request.secret.is_none() {
+        printer.warn(format!(
+            "{SECRET_ENV} is not set; a real upload would stop here"
+        ));
+    }
+    let fields: Vec<String> = request
+        .meta
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    let endpoint = &plan.endpoint;
+    printer.would(
+        "POST",
+        endpoint,
+        format!(
+            "product={}, {}, file={} ({}), md5 computed while sending",
+            request.product,
+            fields.join(", "),
+            plan.file_name,
+            bytesize::ByteSize(plan.bytes)
+        ),
+    );
+    let json = serde_json::json!({
+        "dry_run": true,
+        "url": endpoint,
+        "product": request.product,
+        "file": plan.file_name,
+        "bytes": plan.bytes,
+        "meta": request.meta,
+    });
+    printer.result(&json, |out| {
+        writeln!(out, "dry run: nothing sent to {endpoint}")
+    })?;
+    Ok(ExitStatus::Success)
+}
+
+/// The operation's error in CLI terms: exit code 2 for what the user must
+/// fix in the invocation, with the flag or variable to change.
+fn with_hint(error: UploadError) -> anyhow::Error {
+    let usage = UsageError::new(error.to_string());
+    match error {
+        UploadError::BadMeta(MetaProblem::NoVersion) => usage
+            .with_hint("pass --meta version=X.Y.Z (or put version in --meta-file)")
+            .into(),
+        UploadError::BadFileName(_) => usage
+            .with_hint("the server keeps the file name; rename the artifact")
+            .into(),
+        UploadError::NoSecret => UsageError::new(format!("{SECRET_ENV} is not set"))
+            .with_hint(format!(
+                "set {SECRET_ENV} to the receiver's release secret (a masked CI/CD variable in \
+                 GitLab); it is never accepted as a flag"
+            ))
+            .into(),
+        UploadError::Read { .. } => anyhow::Error::new(error),
+        UploadError::Unreachable { .. } => HintedError::new(
+            error.to_string(),
+            "check that the receiver is running (`rp-devops serve`) and reachable from here",
+        )
+        .into(),
+        _ => usage.into(),
+    }
+}
+
+/// Print the answer; success exits 0, anything else exits 1 with the
 /// server's message (and the full answer on stdout when it is a release).
-fn report(json: &Value, status: u16, printer: &Printer, product: &str) -> Result<ExitStatus> {
-    let is_release = json.get("md5").is_some();
+fn report(outcome: &UploadOutcome, printer: &Printer, product: &str) -> Result<ExitStatus> {
+    let json = &outcome.answer;
     // JSON output is the server's answer, whatever it was; people get the
     // release summary, and errors on stderr.
-    if printer.is_json() || is_release {
+    if printer.is_json() || outcome.is_release() {
         printer.result(json, |out| {
             let field = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("?");
-            let verb = if status == 201 {
+            let verb = if outcome.verdict == Verdict::Released {
                 "released"
             } else {
                 "already released"
@@ -246,22 +219,11 @@ fn report(json: &Value, status: u16, printer: &Printer, product: &str) -> Result
             Ok(())
         })?;
     }
-    if (200..300).contains(&status) {
+    if outcome.succeeded() {
         return Ok(ExitStatus::Success);
     }
-    let message = json
-        .get("error")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            if is_release {
-                "the artifact was stored, but the release script failed or timed out".to_owned()
-            } else {
-                "no message".to_owned()
-            }
-        });
-    let message = format!("the receiver answered HTTP {status}: {message}");
-    let hint = match status {
+    let message = outcome.failure();
+    let hint = match outcome.status {
         401 => Some(format!(
             "{SECRET_ENV} must match the secret the receiver reads (its release.secret_env)"
         )),
@@ -273,7 +235,9 @@ fn report(json: &Value, status: u16, printer: &Printer, product: &str) -> Result
         422 => {
             Some("check the --meta fields and the names against the receiver's rules".to_owned())
         }
-        500 if is_release => Some("the script's output is in the answer above".to_owned()),
+        500 if outcome.verdict == Verdict::ScriptFailed => {
+            Some("the script's output is in the answer above".to_owned())
+        }
         _ => None,
     };
     Err(match hint {
@@ -282,99 +246,19 @@ fn report(json: &Value, status: u16, printer: &Printer, product: &str) -> Result
     })
 }
 
-/// `https://h/base` or `https://h/base/` → `https://h/base/api/v1/releases`.
-fn endpoint(base: &str) -> Result<String> {
-    let base = base.trim().trim_end_matches('/');
-    let base = base
-        .strip_suffix(crate::serve::release::ROUTE)
-        .unwrap_or(base);
-    if !(base.starts_with("http://") || base.starts_with("https://"))
-        || base.len() <= "https://".len()
-    {
-        return Err(UsageError::new(format!(
-            "release URL {base:?} is not an http:// or https:// URL"
-        ))
-        .into());
-    }
-    if base.contains('?') || base.contains('#') {
-        return Err(UsageError::new(format!(
-            "release URL {base:?} must not have a query or fragment (the secret goes in a header)"
-        ))
-        .into());
-    }
-    Ok(format!("{base}{}", crate::serve::release::ROUTE))
-}
-
-/// CI defaults < --meta-file < --meta; every key and the version validated.
+/// CI defaults < --meta-file < --meta. The rules for keys and values are
+/// checked by the operation.
 fn metadata(args: &UploadArgs, settings: &Settings) -> Result<BTreeMap<String, String>> {
-    let mut meta = BTreeMap::new();
-    for (key, var) in CI_DEFAULTS {
-        if let Some(value) = settings.env.get(var) {
-            meta.insert((*key).to_owned(), value.to_owned());
+    let file_pairs = match &args.meta_file {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| UsageError::new(format!("cannot read {}: {e}", path.display())))?;
+            let name = path.file_name().and_then(|n| n.to_str());
+            parse_meta_file(&text, name.unwrap_or_default())
+                .map_err(|e| UsageError::new(format!("{}: {e}", path.display())))?
         }
-    }
-    if let Some(path) = &args.meta_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError::new(format!("cannot read {}: {e}", path.display())))?;
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let pairs = parse_meta_file(&text, name)
-            .map_err(|e| UsageError::new(format!("{}: {e}", path.display())))?;
-        for (key, value) in pairs {
-            meta.insert(key, value);
-        }
-    }
-    for pair in &args.meta {
-        let Some((key, value)) = pair.split_once('=') else {
-            return Err(UsageError::new(format!("--meta {pair:?} is not KEY=VALUE")).into());
-        };
-        meta.insert(key.trim().to_owned(), value.to_owned());
-    }
-    for (key, value) in &meta {
-        if key == "product" || key == "md5" || key == "file" {
-            return Err(UsageError::new(format!(
-                "metadata key {key:?} is reserved (it is a field of its own)"
-            ))
-            .into());
-        }
-        if !is_valid_meta_key(key) {
-            return Err(UsageError::new(meta_key_rule(key)).into());
-        }
-        if !is_valid_meta_value(value) {
-            return Err(UsageError::new(format!("metadata {key:?} contains a NUL byte")).into());
-        }
-    }
-    match meta.get(META_VERSION) {
-        None => {
-            return Err(UsageError::new("no version")
-                .with_hint("pass --meta version=X.Y.Z (or put version in --meta-file)")
-                .into());
-        }
-        Some(version) if !is_valid_name(version) => {
-            return Err(UsageError::new(name_rule("version", version)).into());
-        }
-        Some(_) => {}
-    }
-    Ok(meta)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints() {
-        assert_eq!(
-            endpoint("https://u.example.com/").unwrap(),
-            "https://u.example.com/api/v1/releases"
-        );
-        assert_eq!(
-            endpoint("http://127.0.0.1:8080/api/v1/releases").unwrap(),
-            "http://127.0.0.1:8080/api/v1/releases"
-        );
-        assert!(endpoint("u.example.com").is_err());
-        assert!(endpoint("https://u.example.com/?token=x").is_err());
-    }
+    };
+    merge_meta(|var| settings.env.get(var), file_pairs, &args.meta)
+        .map_err(|pair| UsageError::new(format!("--meta {pair:?} is not KEY=VALUE")).into())
 }

@@ -1,5 +1,5 @@
-//! What the blocking service clients (`gitlab/`, `freshdesk/`) share about
-//! HTTP: how hard to retry and how long to wait between tries, reading an
+//! What the blocking service clients (`gitlab/`, `freshdesk/`, the release
+//! upload) share about HTTP: how hard to retry and how long to wait between tries, reading an
 //! answer whatever its status, and the same-origin check that keeps
 //! credentials from following a redirect or a `Link` to another host.
 //!

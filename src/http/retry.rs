@@ -44,6 +44,17 @@ impl RetryPolicy {
         let half = exp / 2;
         half + half.mul_f64(fastrand::f64())
     }
+
+    /// The wait before retry number `attempt`: what the server asked for
+    /// (see [`retry_after`]) if anything, but never less than 50 ms, else
+    /// [`RetryPolicy::backoff`]. Whether a wait is too long is the caller's
+    /// decision (a time budget, or a cap).
+    pub fn delay(&self, attempt: u32, server_wait: Option<Duration>) -> Duration {
+        server_wait.map_or_else(
+            || self.backoff(attempt),
+            |w| w.max(Duration::from_millis(50)),
+        )
+    }
 }
 
 /// What one attempt ended in.
@@ -95,10 +106,7 @@ pub fn run<R>(
                 wait,
             } => (reason, applied_maybe, wait),
         };
-        let delay = wait.map_or_else(
-            || policy.backoff(tries),
-            |w| w.max(Duration::from_millis(50)),
-        );
+        let delay = policy.delay(tries, wait);
         let out_of_budget = started.elapsed() + delay > policy.budget;
         if tries >= policy.max_attempts || out_of_budget {
             let status = reason
@@ -167,6 +175,20 @@ mod tests {
         }
         let first = policy.backoff(1);
         assert!(first >= policy.base / 2 && first <= policy.base);
+    }
+
+    #[test]
+    fn a_server_wait_wins_over_backoff_but_is_never_zero() {
+        let policy = quick();
+        assert_eq!(
+            policy.delay(1, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            policy.delay(1, Some(Duration::ZERO)),
+            Duration::from_millis(50)
+        );
+        assert!(policy.delay(3, None) <= policy.max_delay);
     }
 
     #[test]

@@ -11,11 +11,15 @@
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
 //!
 //! - [`check_versions`]: the version check of a merge request (`check-versions`, the webhook).
+//! - [`publish_release`]: storing a received release artifact and running its script (`serve`'s release route).
 //! - [`races`]: filing races as GitLab issues (`scan-races`).
+//! - [`release_upload`]: sending a release artifact to a receiver, with retries (`release upload`).
 //! - [`tag_library`]: the next semver tag of a Go library and its GitLab release (`tag-library`).
 //! - [`transition_issues`]: moving referenced issues along the workflow (`transition-issues`, the webhook).
 
 pub mod check_versions;
+pub mod publish_release;
 pub mod races;
+pub mod release_upload;
 pub mod tag_library;
 pub mod transition_issues;

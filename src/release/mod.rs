@@ -2,14 +2,20 @@
 //!
 //! Pure logic only (no I/O, no HTTP): which names may become paths, which
 //! metadata keys may become shell variables, how values are quoted in the
-//! `FILENAME.env` file, and how a `--meta-file` is read. The receiver lives in
-//! `serve::release`, the client in [`upload`], the script runner in
-//! [`script`].
+//! `FILENAME.env` file, and how a `--meta-file` is read. The wire format's
+//! client half is [`upload`], the publication rules are [`publish`], the
+//! script runner is [`script`]. The procedures that use them are
+//! `ops::release_upload` and `ops::publish_release`; the HTTP receiver is
+//! `serve::release`.
 
+pub mod publish;
 pub mod script;
 pub mod upload;
 
 use std::collections::BTreeMap;
+
+/// The receiver's route, below the receiver's base URL.
+pub const ROUTE: &str = "/api/v1/releases";
 
 /// Multipart field names with a fixed meaning; every other field is metadata.
 pub const FIELD_PRODUCT: &str = "product";

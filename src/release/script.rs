@@ -146,6 +146,22 @@ pub async fn run(job: ScriptRun<'_>) -> ScriptOutcome {
     }
 }
 
+/// [`run`] for a caller on a plain thread (the blocking pool, a test): the
+/// run gets a small runtime of its own for its timers and pipes. Must not be
+/// called from async code.
+pub fn run_blocking(job: ScriptRun<'_>) -> ScriptOutcome {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(run(job)),
+        Err(e) => ScriptOutcome::not_started(format!(
+            "could not start {}: no runtime for it: {e}",
+            job.script.display()
+        )),
+    }
+}
+
 /// Read a pipe to its end, keeping only the last `OUTPUT_TAIL_BYTES`.
 async fn collect(mut pipe: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<u8>>>) {
     let mut buf = [0u8; 8192];

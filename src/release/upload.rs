@@ -15,9 +15,125 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use super::{FIELD_FILE, FIELD_MD5, FIELD_PRODUCT};
+use super::{
+    CI_DEFAULTS, FIELD_FILE, FIELD_MD5, FIELD_PRODUCT, META_VERSION, ROUTE, is_valid_meta_key,
+    is_valid_meta_value, is_valid_name, meta_key_rule, name_rule,
+};
+use crate::http::RawResponse;
+use crate::http::retry::retry_after;
 use crate::output::Progress;
 use crate::settings::Secret;
+
+/// Why a receiver URL cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadUrl {
+    NotHttp(String),
+    /// A query or fragment: the secret goes in a header, never in the URL,
+    /// and the route is ours to add.
+    QueryOrFragment(String),
+}
+
+impl std::fmt::Display for BadUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadUrl::NotHttp(url) => {
+                write!(f, "release URL {url:?} is not an http:// or https:// URL")
+            }
+            BadUrl::QueryOrFragment(url) => write!(
+                f,
+                "release URL {url:?} must not have a query or fragment (the secret goes in a header)"
+            ),
+        }
+    }
+}
+
+/// `https://h/base` or `https://h/base/` (or the full endpoint) →
+/// `https://h/base/api/v1/releases`.
+pub fn endpoint(base: &str) -> Result<String, BadUrl> {
+    let base = base.trim().trim_end_matches('/');
+    let base = base.strip_suffix(ROUTE).unwrap_or(base);
+    if !(base.starts_with("http://") || base.starts_with("https://"))
+        || base.len() <= "https://".len()
+    {
+        return Err(BadUrl::NotHttp(base.to_owned()));
+    }
+    if base.contains('?') || base.contains('#') {
+        return Err(BadUrl::QueryOrFragment(base.to_owned()));
+    }
+    Ok(format!("{base}{ROUTE}"))
+}
+
+/// Why an upload's metadata cannot be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaProblem {
+    /// `product`, `md5` and `file` are fields of their own.
+    Reserved(String),
+    BadKey(String),
+    /// The value holds a NUL byte.
+    BadValue(String),
+    NoVersion,
+    BadVersion(String),
+}
+
+impl std::fmt::Display for MetaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetaProblem::Reserved(key) => write!(
+                f,
+                "metadata key {key:?} is reserved (it is a field of its own)"
+            ),
+            MetaProblem::BadKey(key) => f.write_str(&meta_key_rule(key)),
+            MetaProblem::BadValue(key) => write!(f, "metadata {key:?} contains a NUL byte"),
+            MetaProblem::NoVersion => f.write_str("no version"),
+            MetaProblem::BadVersion(version) => f.write_str(&name_rule("version", version)),
+        }
+    }
+}
+
+/// An upload's metadata from its sources, each winning over the one before:
+/// GitLab CI's predefined variables ([`CI_DEFAULTS`], looked up with `ci`),
+/// the pairs of a metadata file, and `KEY=VALUE` fields. A field without `=`
+/// is returned as the error.
+pub fn merge_meta<'a>(
+    ci: impl Fn(&str) -> Option<&'a str>,
+    file_pairs: Vec<(String, String)>,
+    fields: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let mut meta = BTreeMap::new();
+    for (key, var) in CI_DEFAULTS {
+        if let Some(value) = ci(var) {
+            meta.insert((*key).to_owned(), value.to_owned());
+        }
+    }
+    meta.extend(file_pairs);
+    for field in fields {
+        let (key, value) = field.split_once('=').ok_or_else(|| field.clone())?;
+        meta.insert(key.trim().to_owned(), value.to_owned());
+    }
+    Ok(meta)
+}
+
+/// The checks the receiver would make on the metadata, made before sending:
+/// every key a lower-case identifier and not a field name, no NUL in a
+/// value, a `version` that can be a directory name.
+pub fn check_meta(meta: &BTreeMap<String, String>) -> Result<(), MetaProblem> {
+    for (key, value) in meta {
+        if key == FIELD_PRODUCT || key == FIELD_MD5 || key == FIELD_FILE {
+            return Err(MetaProblem::Reserved(key.clone()));
+        }
+        if !is_valid_meta_key(key) {
+            return Err(MetaProblem::BadKey(key.clone()));
+        }
+        if !is_valid_meta_value(value) {
+            return Err(MetaProblem::BadValue(key.clone()));
+        }
+    }
+    match meta.get(META_VERSION) {
+        None => Err(MetaProblem::NoVersion),
+        Some(version) if !is_valid_name(version) => Err(MetaProblem::BadVersion(version.clone())),
+        Some(_) => Ok(()),
+    }
+}
 
 /// The multipart framing of one upload, independent of the file's bytes.
 #[derive(Debug, Clone)]
@@ -203,6 +319,8 @@ pub struct Answer {
     pub status: u16,
     /// The JSON body; a non-JSON body becomes `{"error": "<text>"}`.
     pub json: serde_json::Value,
+    /// How long the server (or a proxy in front of it) asked us to wait.
+    pub retry_after: Option<Duration>,
 }
 
 impl Answer {
@@ -280,16 +398,16 @@ impl Attempt<'_> {
                 return Err(SendError::Transport(e.to_string()));
             }
         };
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .with_config()
-            .limit(1024 * 1024)
-            .read_to_string()
+        let raw = RawResponse::read(&mut response, 1024 * 1024)
             .map_err(|e| SendError::Transport(format!("reading the answer: {e}")))?;
-        let json = serde_json::from_str(&text)
-            .unwrap_or_else(|_| serde_json::json!({ "error": text.trim() }));
-        Ok(Answer { status, json })
+        let json = serde_json::from_str(&raw.body)
+            .unwrap_or_else(|_| serde_json::json!({ "error": raw.body.trim() }));
+        let (status, retry_after) = (raw.status, retry_after(&raw));
+        Ok(Answer {
+            status,
+            json,
+            retry_after,
+        })
     }
 }
 
@@ -308,6 +426,78 @@ mod tests {
             ("channel".to_owned(), "stable".to_owned()),
             ("version".to_owned(), "1.2.3".to_owned()),
         ])
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            endpoint("https://u.example.com/").unwrap(),
+            "https://u.example.com/api/v1/releases"
+        );
+        assert_eq!(
+            endpoint("http://127.0.0.1:8080/api/v1/releases").unwrap(),
+            "http://127.0.0.1:8080/api/v1/releases"
+        );
+        assert!(matches!(endpoint("u.example.com"), Err(BadUrl::NotHttp(_))));
+        assert!(matches!(
+            endpoint("https://u.example.com/?token=x"),
+            Err(BadUrl::QueryOrFragment(_))
+        ));
+    }
+
+    #[test]
+    fn metadata_sources_in_order_of_precedence() {
+        let ci = |var: &str| match var {
+            "CI_COMMIT_SHA" => Some("abc"),
+            "CI_COMMIT_TAG" => Some("v1"),
+            _ => None,
+        };
+        let file = vec![
+            ("tag".to_owned(), "from-file".to_owned()),
+            ("channel".to_owned(), "beta".to_owned()),
+        ];
+        let fields = ["channel=stable".to_owned(), " note =a=b".to_owned()];
+        let meta = merge_meta(ci, file, &fields).unwrap();
+        let got: Vec<(&str, &str)> = meta.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(
+            got,
+            [
+                ("channel", "stable"),
+                ("commit", "abc"),
+                ("note", "a=b"),
+                ("tag", "from-file")
+            ]
+        );
+        assert_eq!(
+            merge_meta(ci, Vec::new(), &["novalue".to_owned()]),
+            Err("novalue".to_owned())
+        );
+    }
+
+    #[test]
+    fn metadata_is_checked_as_the_receiver_would() {
+        assert_eq!(check_meta(&meta()), Ok(()));
+        let with = |key: &str, value: &str| {
+            let mut m = meta();
+            m.insert(key.to_owned(), value.to_owned());
+            check_meta(&m)
+        };
+        assert_eq!(with("md5", "x"), Err(MetaProblem::Reserved("md5".into())));
+        assert_eq!(
+            with("LD_PRELOAD", "x"),
+            Err(MetaProblem::BadKey("LD_PRELOAD".into()))
+        );
+        assert_eq!(
+            with("note", "a\0b"),
+            Err(MetaProblem::BadValue("note".into()))
+        );
+        assert_eq!(
+            with("version", "../1"),
+            Err(MetaProblem::BadVersion("../1".into()))
+        );
+        let mut m = meta();
+        m.remove("version");
+        assert_eq!(check_meta(&m), Err(MetaProblem::NoVersion));
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! The HTTP server behind `rp-devops serve` (SPEC §10).
 //!
-//! [`Routes::from_settings`] assembles the router from the config sections
-//! that are present (each feature is a sibling module adding its own routes:
-//! `release` today, the GitLab webhook and the escalation endpoint later);
-//! [`serve`] runs it with what every route needs: an access log line per
-//! request, a header-read timeout, a body-size cap for small routes, and a
-//! graceful shutdown on SIGTERM/SIGINT that lets in-flight requests (and the
-//! release scripts they started) finish.
+//! This module is the assembly: [`Routes::from_settings`] asks each feature
+//! module (`release`, `webhook`; the escalation endpoint next) for its
+//! [`Feature`], merges the routers and lists what is served;
+//! [`serve`] runs the result with what every route needs: an access log line
+//! per request, a header-read timeout, a body-size cap for small routes, and
+//! a graceful shutdown on SIGTERM/SIGINT that lets in-flight requests (and
+//! the work they started) finish.
+//!
+//! A feature module is HTTP only: it parses the request, calls its operation
+//! (`ops/`) on the blocking pool (`spawn_blocking`, or
+//! `Setup::tasks.spawn_blocking` for work that must outlive a client
+//! hang-up), and maps the typed outcome to a status code.
 
 pub mod release;
 pub mod webhook;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -38,6 +42,22 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// release route streams and enforces `release.max_size` itself.
 const SMALL_BODY_LIMIT: usize = 1024 * 1024;
 
+/// What a feature module adds to the server: its routes and a line for the
+/// start-up message (`METHOD path (what)`).
+pub struct Feature {
+    pub router: Router,
+    pub description: String,
+}
+
+/// What a feature module gets to build its routes from.
+pub struct Setup<'a> {
+    pub settings: &'a Settings,
+    /// The server's log (stderr).
+    pub log: &'a Printer,
+    /// Work that must finish before the process exits: spawn it here.
+    pub tasks: &'a TaskTracker,
+}
+
 /// The router and a description of what it serves.
 pub struct Routes {
     pub router: Router,
@@ -51,37 +71,19 @@ impl Routes {
     /// Enable the routes whose config section is present; `/healthz` always.
     pub fn from_settings(settings: &Settings, log: &Printer) -> Result<Self> {
         let tasks = TaskTracker::new();
+        let setup = Setup {
+            settings,
+            log,
+            tasks: &tasks,
+        };
+        // One line per feature; each is `None` when its section is absent.
+        let features = [release::feature(&setup)?, webhook::feature(&setup)?];
+
         let mut router = Router::new().route("/healthz", get(healthz));
         let mut enabled = vec!["GET /healthz".to_owned()];
-        if let Some(config) = &settings.config.release {
-            let receiver = release::ReleaseReceiver::new(
-                config,
-                settings,
-                tasks.clone(),
-                log.clone(),
-                release::DEFAULT_IDLE_TIMEOUT,
-            )?;
-            router = router.merge(Arc::new(receiver).routes());
-            enabled.push(format!(
-                "POST {} (release receiver: {} product(s), into {})",
-                release::ROUTE,
-                config.products.len(),
-                config.dir.display()
-            ));
-        }
-        if let Some(config) = &settings.config.webhook {
-            let hook = Arc::new(webhook::Webhook::new(
-                config,
-                settings,
-                tasks.clone(),
-                log.clone(),
-            )?);
-            enabled.push(format!(
-                "POST {} (GitLab merge-request webhook: {})",
-                webhook::ROUTE,
-                hook.describe()
-            ));
-            router = router.merge(hook.routes());
+        for feature in features.into_iter().flatten() {
+            router = router.merge(feature.router);
+            enabled.push(feature.description);
         }
         let router = router
             .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))

@@ -114,6 +114,27 @@ struct Queues {
     draining_since: Option<Instant>,
 }
 
+/// The webhook's route, when the config file has a `webhook:` section.
+pub fn feature(setup: &super::Setup<'_>) -> Result<Option<super::Feature>> {
+    let Some(config) = &setup.settings.config.webhook else {
+        return Ok(None);
+    };
+    let hook = Webhook::new(
+        config,
+        setup.settings,
+        setup.tasks.clone(),
+        setup.log.clone(),
+    )?;
+    let description = format!(
+        "POST {ROUTE} (GitLab merge-request webhook: {})",
+        hook.describe()
+    );
+    Ok(Some(super::Feature {
+        router: Arc::new(hook).routes(),
+        description,
+    }))
+}
+
 impl Webhook {
     /// Set up from the `webhook:` section; refuses to start without the
     /// secret (or with a malformed signing key).

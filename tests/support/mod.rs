@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_gitlab;
+pub mod release;
 pub mod tls;
 
 use std::path::{Path, PathBuf};

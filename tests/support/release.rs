@@ -1,8 +1,7 @@
 //! Test support for the release pipeline: a real `rp-devops serve` process on
 //! a free port with its own config, release dir and scripts; helpers to run
-//! our `release upload`, plain `curl -F`, and raw HTTP over a TcpStream.
-
-#![allow(dead_code)]
+//! our `release upload` (through the hermetic launcher of `support`), plain
+//! `curl -F`, raw HTTP over a TcpStream, and a bare socket posing as a server.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +10,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "s3cr3t-must-never-leak-9f2c";
-pub const BIN: &str = env!("CARGO_BIN_EXE_rp-devops");
 
 /// A release receiver: `rp-devops serve` with a `release:` section.
 pub struct Receiver {
@@ -91,15 +89,11 @@ impl Receiver {
     pub fn spawn(&mut self) {
         let root = self.dir.path();
         let log = std::fs::File::create(root.join("serve.log")).expect("log");
-        let child = Command::new(BIN)
+        let child = super::rp_devops_std(root)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(root.join("rp-devops.yml"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", root)
             .env("RP_RELEASE_SECRET", SECRET)
             .env("RELEASE_PUBLISH_DIR", root.join("published"))
-            .current_dir(root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -210,14 +204,41 @@ impl Receiver {
     /// Poll until the release dir has no temporary file (an aborted upload's
     /// clean-up runs when the server notices the hang-up).
     pub fn wait_no_temp_files(&self) {
-        let started = Instant::now();
-        while self.files().iter().any(|f| is_temp(f)) {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "temp files stay: {:?}",
-                self.files()
-            );
-            std::thread::sleep(Duration::from_millis(20));
+        wait_until("temp files to go", || {
+            !self.files().iter().any(|f| is_temp(f))
+        });
+    }
+
+    /// Poll until an upload is streaming into a temporary file.
+    pub fn wait_for_temp_file(&self) {
+        wait_until("an upload to start", || {
+            self.files().iter().any(|f| f.starts_with(".rp-upload-"))
+        });
+    }
+
+    /// How many times `SCRIPT.sh` (app or flaky) has run.
+    pub fn runs(&self, script: &str) -> usize {
+        std::fs::read_to_string(self.root().join(format!("{script}-runs.log")))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// Start a raw upload of a multipart `body` built with [`Form`], send
+    /// half of it and stop there, once the server streams it to disk.
+    pub fn send_half(&self, body: Vec<u8>) -> HalfSent {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        stream
+            .write_all(Form::new().head(SECRET, body.len()).as_bytes())
+            .expect("send head");
+        let half = body.len() / 2;
+        stream.write_all(&body[..half]).expect("send half");
+        self.wait_for_temp_file();
+        HalfSent {
+            stream,
+            rest: body[half..].to_vec(),
         }
     }
 
@@ -226,17 +247,17 @@ impl Receiver {
         rp(self.root(), args, env)
     }
 
-    /// `rp-devops release upload FILE --url URL --product P --meta ...`.
+    /// `rp-devops release upload FILE --url URL --product P --meta ... --json`.
     pub fn upload(&self, file: &Path, product: &str, meta: &[&str]) -> Output {
-        let mut args = vec!["release", "upload"];
-        let file = file.to_str().expect("utf-8 path");
-        args.push(file);
-        let url = self.url();
-        args.extend(["--url", &url, "--product", product]);
-        let metas: Vec<String> = meta.iter().map(|m| format!("--meta={m}")).collect();
-        args.extend(metas.iter().map(String::as_str));
-        args.push("--json");
-        self.rp(&args, &[("RP_RELEASE_SECRET", SECRET)])
+        upload_to(
+            self.root(),
+            &self.url(),
+            file,
+            product,
+            meta,
+            SECRET,
+            &["--json"],
+        )
     }
 
     /// `curl -F` with the given form arguments; returns (status, body).
@@ -266,19 +287,132 @@ impl Drop for Receiver {
     }
 }
 
+/// `rp-devops ARGS` from `cwd` through the hermetic launcher, plus `env`.
 pub fn rp(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", cwd)
-        .env("RP_HTTP_RETRY_BASE", "20ms")
-        .current_dir(cwd)
-        .stdin(Stdio::null());
+    let mut cmd = super::rp_devops_std(cwd);
+    cmd.args(args).stdin(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.output().expect("run rp-devops")
+}
+
+/// `rp-devops release upload FILE --url URL --product P --meta M... EXTRA...`
+/// from `cwd`, with `secret` in RP_RELEASE_SECRET.
+pub fn upload_to(
+    cwd: &Path,
+    url: &str,
+    file: &Path,
+    product: &str,
+    meta: &[&str],
+    secret: &str,
+    extra: &[&str],
+) -> Output {
+    let file = file.to_str().expect("utf-8 path");
+    let mut args = vec![
+        "release",
+        "upload",
+        file,
+        "--url",
+        url,
+        "--product",
+        product,
+    ];
+    let metas: Vec<String> = meta.iter().map(|m| format!("--meta={m}")).collect();
+    args.extend(metas.iter().map(String::as_str));
+    args.extend(extra);
+    rp(cwd, &args, &[("RP_RELEASE_SECRET", secret)])
+}
+
+/// Poll `done` every 10 ms for up to 10 s; fail the test naming `what`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An upload sent halfway by [`Receiver::send_half`].
+pub struct HalfSent {
+    pub stream: TcpStream,
+    rest: Vec<u8>,
+}
+
+impl HalfSent {
+    /// Send the rest and read the answer: (status, body).
+    pub fn finish(mut self) -> (u16, String) {
+        self.stream.write_all(&self.rest).expect("send the rest");
+        read_answer(&mut self.stream)
+    }
+}
+
+/// A bare socket posing as a proxy in front of a receiver: it answers each
+/// request from its head alone (a client asking 100-continue then sends no
+/// body) with the next of its canned replies, then stops.
+pub struct FakeProxy {
+    port: u16,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl FakeProxy {
+    pub fn answering(replies: Vec<&'static [u8]>) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("local addr").port();
+        let thread = std::thread::spawn(move || {
+            for reply in replies {
+                let (mut stream, _) = listener.accept().expect("accept");
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("read timeout");
+                read_request_head(&mut stream);
+                stream.write_all(reply).expect("reply");
+            }
+        });
+        Self { port, thread }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Wait until every reply was sent.
+    pub fn join(self) {
+        self.thread.join().expect("proxy thread");
+    }
+
+    /// Upload a small artifact through this proxy with our client (product
+    /// `app`, version 1) and wait until every reply was sent.
+    pub fn upload_one(self) -> Output {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = artifact(dir.path(), "p.tgz", 1000, 18);
+        let out = upload_to(
+            dir.path(),
+            &self.url(),
+            &file,
+            "app",
+            &["version=1"],
+            SECRET,
+            &[],
+        );
+        self.join();
+        out
+    }
+}
+
+/// Read a request head from a bare socket posing as a server, up to and
+/// including the blank line.
+pub fn read_request_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("read the request head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
 }
 
 fn is_temp(path: &str) -> bool {
@@ -331,6 +465,14 @@ pub fn artifact(dir: &Path, name: &str, len: usize, seed: u64) -> PathBuf {
 pub fn md5_hex(path: &Path) -> String {
     let out = Command::new("md5sum").arg(path).output().expect("md5sum");
     String::from_utf8_lossy(&out.stdout)[..32].to_owned()
+}
+
+/// The MD5 (hex) of `data`, by md5sum.
+pub fn md5_of(data: &[u8]) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("x");
+    std::fs::write(&path, data).expect("write");
+    md5_hex(&path)
 }
 
 /// Send a raw request head and body, read the whole answer: (status, body).
