@@ -40,6 +40,7 @@ pub enum Command {
     TagLibrary(commands::tag_library::TagLibraryArgs),
     CheckVersions(commands::check_versions::CheckVersionsArgs),
     TransitionIssues(commands::transition_issues::TransitionIssuesArgs),
+    Escalate(commands::escalate::EscalateArgs),
     Completions(commands::completions::CompletionsArgs),
     /// Print the manual page, or write one per command
     Man(commands::completions::ManArgs),

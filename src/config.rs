@@ -33,6 +33,8 @@ pub struct Config {
     #[serde(default)]
     pub workflow: WorkflowConfig,
     pub webhook: Option<WebhookConfig>,
+    pub freshdesk: Option<FreshdeskConfig>,
+    pub escalation_endpoint: Option<EscalationEndpointConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,6 +133,53 @@ pub struct ProductConfig {
     pub script: Option<PathBuf>,
     #[serde(default = "default_script_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+}
+
+/// `escalate` (SPEC §8): where the tickets are and where they go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshdeskConfig {
+    /// `acme.freshdesk.com` (HTTPS); or `url:` for any base URL.
+    pub domain: Option<String>,
+    pub url: Option<String>,
+    /// Name of the environment variable that holds the API key.
+    #[serde(default = "default_freshdesk_key_env")]
+    pub api_key_env: String,
+    /// Project that receives escalations (default: the GitLab project).
+    pub project: Option<String>,
+    /// Labels put on escalated issues; the first one is how they are found.
+    pub labels: Option<Vec<String>>,
+    /// Tag added to an escalated ticket (default `escalated`).
+    pub tag: Option<String>,
+    /// Ticket custom field that receives the issue URL (optional).
+    pub link_field: Option<String>,
+    /// Attachments above this are linked to Freshdesk instead of uploaded
+    /// (GitLab's default maximum attachment size is 100 MiB).
+    #[serde(default = "default_attachment_limit", deserialize_with = "byte_size")]
+    pub max_attachment_size: u64,
+}
+
+/// `serve`: the endpoint behind the userscript's button (SPEC §8, §10).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationEndpointConfig {
+    /// Name of the environment variable holding the bearer token.
+    #[serde(default = "default_escalate_token_env")]
+    pub token_env: String,
+    /// The Freshdesk origin allowed to call the endpoint from a page (CORS).
+    pub allowed_origin: Option<String>,
+}
+
+fn default_freshdesk_key_env() -> String {
+    "RP_FRESHDESK_API_KEY".to_owned()
+}
+
+fn default_escalate_token_env() -> String {
+    "RP_ESCALATE_TOKEN".to_owned()
+}
+
+fn default_attachment_limit() -> u64 {
+    100 * 1024 * 1024
 }
 
 fn default_release_secret_env() -> String {
@@ -275,6 +324,11 @@ mod tests {
         assert_eq!(config.tag_library.gitlab_release, Some(true));
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));
+        let freshdesk = config.freshdesk.unwrap();
+        assert_eq!(freshdesk.api_key_env, "RP_FRESHDESK_API_KEY");
+        assert_eq!(freshdesk.link_field.as_deref(), Some("cf_gitlab_issue"));
+        let endpoint = config.escalation_endpoint.unwrap();
+        assert_eq!(endpoint.token_env, "RP_ESCALATE_TOKEN");
         assert_eq!(config.versions.compare, Some(Granularity::Minor));
         assert!(config.versions.pattern.is_some());
         assert_eq!(config.workflow.on_open.as_deref(), Some("in review"));
@@ -291,6 +345,18 @@ mod tests {
         let err =
             Config::parse("tag_library:\n  release: false\n", Path::new("c.yml")).unwrap_err();
         assert!(err.to_string().contains("release"), "{err}");
+    }
+
+    #[test]
+    fn freshdesk_defaults() {
+        let text = "freshdesk:\n  domain: acme.freshdesk.com\nescalation_endpoint: {}\n";
+        let config = Config::parse(text, Path::new("c.yml")).unwrap();
+        let freshdesk = config.freshdesk.unwrap();
+        assert_eq!(freshdesk.max_attachment_size, 100 * 1024 * 1024);
+        assert_eq!(freshdesk.api_key_env, "RP_FRESHDESK_API_KEY");
+        let endpoint = config.escalation_endpoint.unwrap();
+        assert_eq!(endpoint.token_env, "RP_ESCALATE_TOKEN");
+        assert!(endpoint.allowed_origin.is_none());
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub fn cause_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         Some(e.hint.clone())
     } else if let Some(e) = cause.downcast_ref::<crate::gitlab::ApiError>() {
         e.hint()
+    } else if let Some(e) = cause.downcast_ref::<crate::freshdesk::FreshdeskError>() {
+        e.hint()
     } else {
         None
     }

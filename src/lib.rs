@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod escalation;
 pub mod freshdesk;
 pub mod git;
 pub mod gitlab;

@@ -14,6 +14,7 @@ use anyhow::Result;
 
 use crate::config::{Config, DEFAULT_CONFIG_FILE};
 use crate::error::UsageError;
+use crate::freshdesk::Freshdesk;
 use crate::gitlab::{GitLab, RetryPolicy};
 use crate::http::tls::{CaFile, TrustStore};
 use crate::output::{OutputFormat, Printer};
@@ -276,6 +277,93 @@ impl Settings {
             env,
         })
     }
+}
+
+impl Settings {
+    /// The Freshdesk client for `escalate` and the escalation endpoint, from
+    /// the `freshdesk:` section and the API key in the variable it names;
+    /// in dry-run mode it reads as usual and plans its writes.
+    pub fn freshdesk_client(&self, printer: &Printer) -> Result<Freshdesk> {
+        let config = self.config.freshdesk.as_ref().ok_or_else(|| {
+            UsageError::new("no freshdesk: section in the config file").with_hint(
+                "add freshdesk: with domain (or url) and api_key_env; see examples/rp-devops.yml",
+            )
+        })?;
+        let base_url = match (&config.domain, &config.url) {
+            (Some(_), Some(_)) => {
+                return Err(UsageError::new(
+                    "freshdesk.domain and freshdesk.url are both set: keep one",
+                )
+                .into());
+            }
+            (Some(domain), None) => freshdesk_domain_url(domain)?,
+            (None, Some(url)) => url.clone(),
+            (None, None) => {
+                return Err(UsageError::new(
+                    "freshdesk: needs domain (e.g. acme.freshdesk.com) or url",
+                )
+                .into());
+            }
+        };
+        let name = &config.api_key_env;
+        let key = self.env.secret(name).ok_or_else(|| {
+            UsageError::new(format!(
+                "no Freshdesk API key: {name} (freshdesk.api_key_env) is not set"
+            ))
+            .with_hint("put the API key of the agent rp-devops acts as (Freshdesk profile settings → Your API Key) in that variable")
+        })?;
+        let warn = printer.clone();
+        Ok(Freshdesk::new(
+            &base_url,
+            &key,
+            &format!("{name} (freshdesk.api_key_env)"),
+            self.retry,
+            &self.gitlab.trust,
+        )?
+        .dry_run(self.dry_run)
+        .on_retry(move |m| warn.warn(m)))
+    }
+}
+
+impl Settings {
+    /// The project that receives escalated tickets: `--project`/`RP_PROJECT`
+    /// > `freshdesk.project` > `CI_PROJECT_ID` > `gitlab.project`.
+    pub fn escalation_project(&self) -> Result<String> {
+        let section = self
+            .config
+            .freshdesk
+            .as_ref()
+            .and_then(|f| f.project.as_deref());
+        match self.gitlab.project_for(section) {
+            Some(project) => Ok(project),
+            None if self.dry_run && self.gitlab.url.is_none() => Ok("(project)".to_owned()),
+            None => Err(UsageError::new(
+                "no GitLab project for escalations: set freshdesk.project, gitlab.project, --project or RP_PROJECT",
+            )
+            .into()),
+        }
+    }
+}
+
+/// `acme.freshdesk.com` → `https://acme.freshdesk.com`; a bare `acme` is
+/// `acme.freshdesk.com`.
+fn freshdesk_domain_url(domain: &str) -> Result<String> {
+    let domain = domain.trim().trim_end_matches('/');
+    let valid = !domain.is_empty()
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if !valid {
+        return Err(UsageError::new(format!(
+            "freshdesk.domain {domain:?} is not a host name like acme.freshdesk.com (use freshdesk.url for a full URL)"
+        ))
+        .into());
+    }
+    Ok(if domain.contains('.') {
+        format!("https://{domain}")
+    } else {
+        format!("https://{domain}.freshdesk.com")
+    })
 }
 
 /// `SSL_CERT_FILE`/`SSL_CERT_DIR` replace the system's CA bundle (as in

@@ -12,6 +12,7 @@
 //! work moves into `ops/`.
 
 pub mod check_versions;
+pub mod escalate;
 pub mod hints;
 pub mod completions;
 pub mod release;
@@ -28,6 +29,7 @@ use crate::settings::Settings;
 
 pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
     match command {
+        Command::Escalate(args) => escalate::run(&args, settings),
         Command::ScanRaces(args) => scan_races::run(&args, settings),
         Command::Release(args) => release::run(&args, settings),
         Command::Serve(args) => serve::run(&args, settings),

@@ -28,6 +28,7 @@ mod merge_requests;
 mod projects;
 mod releases;
 mod types;
+mod uploads;
 
 pub use commits::History;
 pub use files::FileContent;
@@ -39,6 +40,7 @@ pub use types::{
 };
 // Dry-run types are shared with the git client; they live in `planned`.
 pub use crate::planned::{PlannedWrite, Written};
+pub use uploads::Upload;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -193,6 +195,15 @@ enum Mode {
     Planning(Arc<Mutex<Vec<PlannedWrite>>>),
     /// No GitLab at all: lists are empty, single reads fail, writes recorded.
     Offline(Arc<Mutex<Vec<PlannedWrite>>>),
+}
+
+/// What a request carries.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    /// A file, as the `file` part of a multipart form (uploads).
+    File(&'a uploads::FilePart<'a>),
 }
 
 /// Characters escaped in one path segment: everything but unreserved ones,
@@ -368,7 +379,7 @@ impl GitLab {
         if self.is_offline() {
             return Err(self.offline_read(path));
         }
-        let response = self.request(Method::Get, path, None, &mut || Ok(false))?;
+        let response = self.request(Method::Get, path, Payload::None, &mut || Ok(false))?;
         parse(Method::Get, path, &response)
     }
 
@@ -386,7 +397,8 @@ impl GitLab {
             if pages > 10_000 {
                 anyhow::bail!("GET {path}: more than 10000 pages, giving up");
             }
-            let response = self.request(Method::Get, &page_path, None, &mut || Ok(false))?;
+            let response =
+                self.request(Method::Get, &page_path, Payload::None, &mut || Ok(false))?;
             let mut page: Vec<T> = parse(Method::Get, &page_path, &response)?;
             let got = page.len();
             items.append(&mut page);
@@ -434,13 +446,25 @@ impl GitLab {
         path: &str,
         body: &serde_json::Value,
         summary: &str,
+        recover: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<Written<T>> {
+        self.write_payload(method, path, Payload::Json(body), summary, recover)
+    }
+
+    /// [`GitLab::write`] with any payload (a JSON body or a file).
+    fn write_payload<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload<'_>,
+        summary: &str,
         mut recover: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Written<T>> {
         if self.plan(method, path, summary) {
             return Ok(Written::Planned);
         }
         let mut recovered = None;
-        let response = self.request(method, path, Some(body), &mut || {
+        let response = self.request(method, path, payload, &mut || {
             recovered = recover()?;
             Ok(recovered.is_some())
         })?;
@@ -462,7 +486,7 @@ impl GitLab {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        payload: Payload<'_>,
         applied: &mut dyn FnMut() -> Result<bool>,
     ) -> Result<RawResponse> {
         let label = format!("{} {path}", method.as_str());
@@ -471,7 +495,7 @@ impl GitLab {
             &label,
             method != Method::Get,
             &*self.on_retry,
-            &mut || self.attempt(method, path, body),
+            &mut || self.attempt(method, path, payload),
             applied,
         )?;
         match outcome {
@@ -499,7 +523,7 @@ impl GitLab {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        payload: Payload<'_>,
     ) -> Result<Attempt<RawResponse>> {
         let url = format!("{}/{}", self.api, path.trim_start_matches('/'));
         let mut redirects = 0;
@@ -514,8 +538,17 @@ impl GitLab {
                     } else {
                         self.agent.put(&url)
                     };
-                    let body = body.cloned().unwrap_or(serde_json::Value::Null);
-                    self.authorize(builder).send_json(body)
+                    match payload {
+                        Payload::None => self.authorize(builder).send_json(serde_json::Value::Null),
+                        Payload::Json(body) => self.authorize(builder).send_json(body),
+                        Payload::File(part) => {
+                            let mut form = part.form()?;
+                            self.authorize(builder)
+                                .header("Content-Type", form.content_type.as_str())
+                                .header("Content-Length", form.len.to_string())
+                                .send(ureq::SendBody::from_reader(&mut form.body))
+                        }
+                    }
                 }
             };
             let mut response = match result {

@@ -13,6 +13,7 @@
 //! `Setup::tasks.spawn_blocking` for work that must outlive a client
 //! hang-up), and maps the typed outcome to a status code.
 
+pub mod escalation;
 pub mod release;
 pub mod webhook;
 
@@ -77,7 +78,11 @@ impl Routes {
             tasks: &tasks,
         };
         // One line per feature; each is `None` when its section is absent.
-        let features = [release::feature(&setup)?, webhook::feature(&setup)?];
+        let features = [
+            release::feature(&setup)?,
+            webhook::feature(&setup)?,
+            escalation::feature(&setup)?,
+        ];
 
         let mut router = Router::new().route("/healthz", get(healthz));
         let mut enabled = vec!["GET /healthz".to_owned()];

@@ -15,6 +15,10 @@
 
 pub mod merge_requests;
 pub mod releases;
+mod uploads;
+
+#[allow(unused_imports)]
+pub use uploads::FakeUpload;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -105,6 +109,7 @@ pub struct State {
     pub base_url: String,
     /// Merge requests, discussions, files, labels (`fake_gitlab/merge_requests.rs`).
     pub mr: merge_requests::MrStore,
+    pub uploads: uploads::Uploads,
 }
 
 /// A running fake GitLab; stops when dropped.
@@ -143,6 +148,7 @@ impl FakeGitLab {
             link_only_host: None,
             base_url: url.clone(),
             mr: Default::default(),
+            uploads: uploads::Uploads::default(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -515,6 +521,7 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         },
         ("GET", ["issues", iid, "notes"]) => list_notes(s, pid, request, iid, &params),
         ("POST", ["issues", iid, "notes"]) => create_note(s, pid, iid, &body),
+        ("POST", ["uploads"]) => uploads::create(s, pid, request),
         _ => merge_requests::route(s, &project, request, rest, &body, &params)
             .unwrap_or_else(|| message(404, "404 Not Found")),
     }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod escalation;
+pub mod fake_freshdesk;
 pub mod fake_gitlab;
 pub mod release;
 pub mod tls;
