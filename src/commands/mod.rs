@@ -12,9 +12,9 @@
 //! work moves into `ops/`.
 
 pub mod check_versions;
+pub mod completions;
 pub mod escalate;
 pub mod hints;
-pub mod completions;
 pub mod release;
 pub mod scan_races;
 pub mod serve;
