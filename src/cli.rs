@@ -41,6 +41,7 @@ pub enum Command {
     CheckVersions(commands::check_versions::CheckVersionsArgs),
     TransitionIssues(commands::transition_issues::TransitionIssuesArgs),
     Escalate(commands::escalate::EscalateArgs),
+    Doctor(commands::doctor::DoctorArgs),
     Completions(commands::completions::CompletionsArgs),
     /// Print the manual page, or write one per command
     Man(commands::completions::ManArgs),

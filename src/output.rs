@@ -62,6 +62,14 @@ impl Printer {
         eprintln!("warning: {message}");
     }
 
+    /// The command's one-line summary for a person reading a job log, on
+    /// stderr (stdout holds the result); silenced by `-q`.
+    pub fn summary(&self, line: impl Display) {
+        if self.verbosity >= 0 {
+            eprintln!("{line}");
+        }
+    }
+
     /// A write that `--dry-run` did not make: method, path, a summary of the body.
     pub fn would(&self, method: &str, path: &str, summary: impl Display) {
         if self.verbosity >= 0 {

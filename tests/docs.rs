@@ -67,7 +67,10 @@ struct Entries<'a> {
 impl<'de> MapAccess<'de> for Entries<'_> {
     type Error = Error;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, Error> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Error> {
         let Some(name) = self.names.get(self.next) else {
             return Ok(None);
         };
@@ -215,7 +218,10 @@ fn the_example_config_has_every_key_of_the_structs() {
     let mut in_example = BTreeSet::new();
     yaml_leaves(&yaml, "", &keys, &mut in_example);
     for (key, comment) in COMMENTED_IN_EXAMPLE {
-        assert!(text.contains(comment), "{key}: no `{comment}` in the example");
+        assert!(
+            text.contains(comment),
+            "{key}: no `{comment}` in the example"
+        );
         in_example.insert((*key).to_owned());
     }
     let missing: Vec<_> = keys.leaves().difference(&in_example).cloned().collect();
@@ -250,7 +256,11 @@ fn the_configuration_reference_lists_every_key_and_no_other() {
         "docs/configuration.md documents keys the config does not have: {stale:?}"
     );
     // Every section has its heading.
-    for section in keys.sections.iter().filter(|s| !s.is_empty() && !s.contains('.')) {
+    for section in keys
+        .sections
+        .iter()
+        .filter(|s| !s.is_empty() && !s.contains('.'))
+    {
         assert!(
             doc.contains(&format!("### `{section}:`")),
             "docs/configuration.md has no `### `{section}:`` heading"
@@ -333,7 +343,7 @@ fn every_marker_is_documented() {
                 let text = std::fs::read_to_string(&path).expect("read source");
                 // Unit tests spell near-misses on purpose.
                 let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-                names.extend(marker.captures_iter(&text).map(|c| c[1].to_owned()));
+                names.extend(marker.captures_iter(text).map(|c| c[1].to_owned()));
             }
         }
     }

@@ -63,6 +63,26 @@ pub fn endpoint(base: &str) -> Result<String, BadUrl> {
     Ok(format!("{base}{ROUTE}"))
 }
 
+/// `GET BASE/healthz` of a receiver (`BASE` as given to `release upload`,
+/// with or without the release route): the status it answered, or why
+/// there was no answer.
+pub fn receiver_health(base: &str, timeout: Duration) -> Result<u16, String> {
+    let endpoint = endpoint(base).map_err(|e| e.to_string())?;
+    let root = endpoint.strip_suffix(ROUTE).unwrap_or(&endpoint);
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(timeout))
+            .build(),
+    );
+    agent
+        .get(format!("{root}/healthz"))
+        .call()
+        .map(|response| response.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
 /// Why an upload's metadata cannot be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetaProblem {

@@ -470,6 +470,18 @@ fn route(s: &mut State, request: &RecordedRequest) -> Answer {
             }),
         );
     }
+    if request.method == "GET" && request.path == "/api/v2/agents/me" {
+        // The agent the API key belongs to (what `doctor` reads).
+        return json_response(
+            200,
+            &json!({
+                "id": AGENT_ID,
+                "available": true,
+                "occasional": false,
+                "contact": { "name": "Support Bot", "email": "support-bot@example.com", "active": true },
+            }),
+        );
+    }
     let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     let ["api", "v2", "tickets", id, rest @ ..] = segments.as_slice() else {
         return errors(404, "No such route", "invalid_path");

@@ -13,6 +13,7 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+pub mod instance;
 pub mod merge_requests;
 pub mod releases;
 mod uploads;
@@ -478,6 +479,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         (None, Some(JOB_TOKEN)) => Caller::Job,
         _ => return message(401, "401 Unauthorized"),
     };
+    if let Some(answer) = instance::route(s, request, matches!(caller, Caller::Job)) {
+        return answer;
+    }
     let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     let ["api", "v4", "projects", project, rest @ ..] = segments.as_slice() else {
         return message(404, "404 Not Found");
