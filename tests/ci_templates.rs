@@ -362,19 +362,30 @@ fn templates_are_hidden_jobs_pinned_to_this_version() {
                 "{}: `{name}` is not a hidden .rp-devops: job",
                 path.display()
             );
-            let Some(vars) = job.get("variables") else {
-                continue;
-            };
-            if job.get("script").is_some() || name.ends_with("-base") {
+            let vars = job.get("variables");
+            let pinned = vars
+                .and_then(|v| v.get("RP_DEVOPS_VERSION"))
+                .and_then(|v| v.as_str());
+            if let Some(pinned) = pinned {
                 jobs += 1;
                 assert_eq!(
-                    vars.get("RP_DEVOPS_VERSION").and_then(|v| v.as_str()),
-                    Some(env!("CARGO_PKG_VERSION")),
+                    pinned,
+                    env!("CARGO_PKG_VERSION"),
                     "{}: {name}",
                     path.display()
                 );
+            }
+            // A job that runs rp-devops on its own (not through a base job)
+            // names its version and image.
+            if job.get("script").is_some() && job.get("extends").is_none() {
+                assert!(
+                    pinned.is_some(),
+                    "{}: {name} pins no version",
+                    path.display()
+                );
                 assert_eq!(
-                    vars.get("RP_DEVOPS_IMAGE").and_then(|v| v.as_str()),
+                    vars.and_then(|v| v.get("RP_DEVOPS_IMAGE"))
+                        .and_then(|v| v.as_str()),
                     Some("$CI_REGISTRY/restorepoint/rp-devops:$RP_DEVOPS_VERSION"),
                     "{}: {name}",
                     path.display()
@@ -387,5 +398,186 @@ fn templates_are_hidden_jobs_pinned_to_this_version() {
             path.display()
         );
     }
-    assert!(jobs >= 4, "{jobs}");
+    assert!(jobs >= 5, "{jobs}");
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_owned()
+}
+
+const BINARY_FILE: &str = "rp-devops-x86_64-linux-gnu";
+
+/// The binary's way into a job on a team's own image, end to end: the
+/// repository's own pipeline publishes it (its publish-binary job, run from
+/// a copy of `.gitlab-ci.yml`) to the generic package registry and links it
+/// from the tag's release; a team's job extending `.rp-devops:install`
+/// downloads it, checks its SHA-256, and runs scan-races with it, with no
+/// other rp-devops on PATH. A tampered download against a pinned digest
+/// stops the job before anything runs.
+#[test]
+fn the_published_binary_is_installed_with_its_checksum_checked() {
+    let Some(gle) = gle::find() else { return };
+    let gitlab = FakeGitLab::start();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    gitlab.serve_repository(PROJECT_ID, dir.path());
+    gitlab.add_release(PROJECT_ID, "v0.1.0");
+    let version = env!("CARGO_PKG_VERSION");
+    let tag = format!("v{version}");
+    if tag != "v0.1.0" {
+        gitlab.add_release(PROJECT_ID, &tag);
+    }
+
+    // rp-devops's own pipeline, on its release tag.
+    let own = dir.path().join("rp-devops");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let project = Project::new(
+        &own,
+        &std::fs::read_to_string(repo.join(".gitlab-ci.yml")).unwrap(),
+    );
+    std::fs::create_dir_all(own.join("scripts")).unwrap();
+    std::fs::copy(
+        repo.join("scripts/publish-binary.sh"),
+        own.join("scripts/publish-binary.sh"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(own.join("dist")).unwrap();
+    let binary = own.join("dist").join(BINARY_FILE);
+    std::fs::copy(env!("CARGO_BIN_EXE_rp-devops"), &binary).unwrap();
+    let digest = sha256_hex(&binary);
+    let base = ci_vars(&gitlab);
+    let publish = with(
+        &base,
+        &[
+            ("CI_PIPELINE_SOURCE", "push"),
+            ("CI_COMMIT_TAG", &tag),
+            ("CI_COMMIT_REF_NAME", &tag),
+            ("RP_PUBLISH_RELEASE_WAIT", "0"),
+        ],
+    );
+    for _ in 0..2 {
+        project
+            .run(&gle, &home, "publish-binary", &publish)
+            .assert_success();
+    }
+    let published = gitlab
+        .package_file(PROJECT_ID, "rp-devops", version, BINARY_FILE)
+        .expect("the binary is in the package registry");
+    assert!(published.as_ref() == std::fs::read(&binary).unwrap().as_slice());
+    let checksum = gitlab
+        .package_file(
+            PROJECT_ID,
+            "rp-devops",
+            version,
+            &format!("{BINARY_FILE}.sha256"),
+        )
+        .expect("the checksum is published");
+    assert_eq!(
+        String::from_utf8_lossy(&checksum),
+        format!("{digest}  {BINARY_FILE}\n")
+    );
+    let release = gitlab
+        .releases(PROJECT_ID)
+        .into_iter()
+        .find(|r| r["tag_name"] == tag.as_str())
+        .expect("the release");
+    let links: Vec<String> = release["assets"]["links"]
+        .as_array()
+        .expect("links")
+        .iter()
+        .map(|l| l["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        links,
+        [BINARY_FILE.to_owned(), format!("{BINARY_FILE}.sha256")],
+        "linked once, also after a re-run"
+    );
+    assert_eq!(
+        gitlab.releases(PROJECT_ID).len(),
+        1 + usize::from(tag != "v0.1.0")
+    );
+
+    // A team's scheduled race scan on its own image.
+    let team_yaml = "include:\n  - local: ci-templates/install.yml\n  - local: ci-templates/scan-races.yml\n\n\
+                     scan-races:\n  extends: [.rp-devops:scan-races, .rp-devops:install]\n  image: debian:bookworm-slim\n";
+    let packages = format!(
+        "{}/api/v4/projects/{PROJECT_ID}/packages/generic/rp-devops",
+        gitlab.url
+    );
+    let team_vars = |checkout: &Path, pin: &str| {
+        let mut vars = with(
+            &base,
+            &[
+                ("CI_PIPELINE_SOURCE", "schedule"),
+                ("RP_GITLAB_TOKEN", TOKEN),
+                ("RP_DEVOPS_PACKAGES", &packages),
+                ("RP_DEVOPS_SHA256", pin),
+            ],
+        );
+        vars.push((
+            "RP_DEVOPS_BIN_DIR".into(),
+            checkout.join(".rp-devops/bin").display().to_string(),
+        ));
+        vars
+    };
+    let team_checkout = |name: &str| {
+        let checkout = dir.path().join(name);
+        std::fs::create_dir_all(checkout.join("logs")).unwrap();
+        std::fs::copy(fixture("races/cache.log"), checkout.join("logs/cache.log")).unwrap();
+        checkout
+    };
+
+    let checkout = team_checkout("team");
+    let team = Project::new(&checkout, team_yaml);
+    let run = team.run_with(&gle, &home, "scan-races", &team_vars(&checkout, ""), false);
+    run.assert_success();
+    assert!(
+        run.log.contains(&format!("rp-devops {version}")),
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log.contains(&format!(
+            "checking against the published digest {digest}; pin it"
+        )),
+        "{}",
+        run.log
+    );
+    assert!(checkout.join(".rp-devops/bin/rp-devops").is_file());
+    let filed = gitlab.issues().len();
+    assert!(filed > 0, "scan-races ran with the installed binary");
+
+    // The registry's file replaced: the pinned digest stops the job.
+    let mut tampered = std::fs::read(&binary).unwrap();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    gitlab.tamper_package_file(PROJECT_ID, "rp-devops", version, BINARY_FILE, &tampered);
+    let checkout = team_checkout("team-pinned");
+    let team = Project::new(&checkout, team_yaml);
+    let run = team.run_with(
+        &gle,
+        &home,
+        "scan-races",
+        &team_vars(&checkout, &digest),
+        false,
+    );
+    assert!(!run.success, "{}", run.log);
+    assert!(
+        run.log
+            .contains(&format!("checksum mismatch: expected {digest}")),
+        "{}",
+        run.log
+    );
+    assert!(!checkout.join(".rp-devops/bin/rp-devops").exists());
+    assert!(!checkout.join(".rp-devops/bin/rp-devops.download").exists());
+    assert_eq!(gitlab.issues().len(), filed, "nothing ran");
 }

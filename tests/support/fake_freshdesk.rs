@@ -383,15 +383,16 @@ async fn handle(
             )
         })
         .collect();
-    let body = match req.into_body().collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+    let raw = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(Dropped),
     };
     let request = RecordedRequest {
         method,
         path,
         query,
-        body,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+        raw: raw.clone(),
         headers,
     };
     let fault = {

@@ -15,6 +15,7 @@
 
 pub mod instance;
 pub mod merge_requests;
+pub mod packages;
 pub mod releases;
 mod uploads;
 
@@ -56,7 +57,10 @@ pub struct RecordedRequest {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The body as text (invalid UTF-8 replaced), for JSON and forms.
     pub body: String,
+    /// The body's bytes, for binary uploads (generic packages).
+    pub raw: Bytes,
     pub headers: Vec<(String, String)>,
 }
 
@@ -363,15 +367,16 @@ async fn handle(
             )
         })
         .collect();
-    let body = match req.into_body().collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+    let raw = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(Dropped),
     };
     let request = RecordedRequest {
         method,
         path,
         query,
-        body,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+        raw: raw.clone(),
         headers,
     };
 
@@ -496,6 +501,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         return message(404, "404 Project Not Found");
     };
     if let Some(answer) = releases::route(s, &project, request, rest) {
+        return answer;
+    }
+    if let Some(answer) = packages::route(s, &project, request, rest) {
         return answer;
     }
     let write = request.method != "GET";

@@ -79,14 +79,29 @@ impl Project {
     /// rp-devops under test first, a temporary HOME) plus `vars` as CI/CD
     /// variables.
     pub fn run(&self, gle: &Path, home: &Path, job: &str, vars: &[(String, String)]) -> JobRun {
+        self.run_with(gle, home, job, vars, true)
+    }
+
+    /// Like [`Project::run`], with `rp-devops` on the job's PATH only when
+    /// `with_binary`: without it, no directory of PATH holds an
+    /// `rp-devops`, so the job must install its own.
+    pub fn run_with(
+        &self,
+        gle: &Path,
+        home: &Path,
+        job: &str,
+        vars: &[(String, String)],
+        with_binary: bool,
+    ) -> JobRun {
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_rp-devops"))
             .parent()
             .expect("binary directory")
             .to_path_buf();
-        let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        )))
-        .expect("PATH");
+        let system = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .filter(|dir| !dir.join("rp-devops").exists())
+            .collect::<Vec<_>>();
+        let path = std::env::join_paths(with_binary.then_some(bin_dir).into_iter().chain(system))
+            .expect("PATH");
         let mut cmd = Command::new(gle);
         cmd.env_clear()
             .env("PATH", path)
