@@ -126,8 +126,8 @@ fn a_healthy_setup_passes_every_check_and_never_shows_a_secret() {
     assert!(stdout.contains("(RP_GITLAB_URL)"), "{stdout}");
     assert!(stdout.contains("(RP_PROJECT)"), "{stdout}");
     assert!(
-        stderr.contains("doctor: 9 ok, 0 warning(s), 0 failed, 0 skipped"),
-        "{stderr}"
+        stdout.ends_with("doctor: 9 ok, 0 warning(s), 0 failed, 0 skipped\n"),
+        "{stdout}"
     );
     for secret in [
         TOKEN,

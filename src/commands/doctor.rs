@@ -14,7 +14,7 @@ use crate::error::ExitStatus;
 use crate::ops::doctor::{
     Check, CheckStatus, DoctorRequest, FreshdeskTarget, GitLabTarget, LabelsWanted, Use, doctor,
 };
-use crate::output::Printer;
+use crate::output::{Printer, paint};
 use crate::settings::{Settings, TokenKind};
 use crate::versions::VersionSource;
 
@@ -101,7 +101,11 @@ pub fn run(_args: &DoctorArgs, settings: &Settings) -> Result<ExitStatus> {
         settings: &shown,
         checks: &checks,
     };
-    printer.result(&result, |out| render(out, &shown, &checks))?;
+    let colour = printer.stdout_colour(&settings.env);
+    printer.result(&result, |out| {
+        render(out, &shown, &checks, colour)?;
+        writeln!(out, "{}", summary(&checks))
+    })?;
     printer.summary(summary(&checks));
     Ok(if ok {
         ExitStatus::Success
@@ -110,17 +114,29 @@ pub fn run(_args: &DoctorArgs, settings: &Settings) -> Result<ExitStatus> {
     })
 }
 
-fn render(out: &mut dyn Write, shown: &[ShownSetting], checks: &[Check]) -> std::io::Result<()> {
+fn render(
+    out: &mut dyn Write,
+    shown: &[ShownSetting],
+    checks: &[Check],
+    colour: bool,
+) -> std::io::Result<()> {
     writeln!(out, "settings:")?;
     for s in shown {
         writeln!(out, "  {:<22} {}  ({})", s.name, s.value, s.source)?;
     }
     writeln!(out, "checks:")?;
     for c in checks {
+        let status = format!("{:<8}", c.status.as_str());
+        let sgr = match c.status {
+            CheckStatus::Ok => "32",
+            CheckStatus::Warn => "33",
+            CheckStatus::Fail => "31",
+            CheckStatus::Skipped => "2",
+        };
         writeln!(
             out,
-            "  {:<8} {:<17} {}",
-            c.status.as_str(),
+            "  {} {:<17} {}",
+            paint(&status, sgr, colour),
             c.check,
             c.detail
         )?;
