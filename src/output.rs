@@ -218,7 +218,7 @@ pub fn summary_of(
     let mut lines = text.lines().map(str::trim_end).filter(|l| !l.is_empty());
     match pick {
         SummaryLine::First => lines.next(),
-        SummaryLine::Last => lines.last(),
+        SummaryLine::Last => lines.next_back(),
     }
     .unwrap_or_default()
     .to_owned()
