@@ -281,13 +281,57 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             UsageError::new(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.resolve_relative_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
+    }
+
+    /// Relative `release.products.*.script` paths are relative to the
+    /// directory of the config file that names them, not to wherever the
+    /// server happens to be started from.
+    fn resolve_relative_paths(&mut self, base: &Path) {
+        let Some(release) = &mut self.release else {
+            return;
+        };
+        for product in release.products.values_mut() {
+            if let Some(script) = &mut product.script {
+                if script.is_relative() {
+                    *script = base.join(&*script);
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_script_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/rp-devops.yml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            "release:\n  dir: /srv/releases\n  products:\n    \
+             a:\n      script: scripts/a.sh\n    \
+             b:\n      script: /opt/b.sh\n    \
+             c: {}\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let products = config.release.unwrap().products;
+        assert_eq!(
+            products["a"].script.as_deref(),
+            Some(dir.path().join("etc/scripts/a.sh").as_path())
+        );
+        assert_eq!(
+            products["b"].script.as_deref(),
+            Some(Path::new("/opt/b.sh"))
+        );
+        assert_eq!(products["c"].script, None);
+    }
 
     #[test]
     fn unknown_key_names_key_file_and_line() {

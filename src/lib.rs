@@ -15,6 +15,7 @@ pub mod ops;
 pub mod output;
 pub mod planned;
 pub mod races;
+pub mod redact;
 pub mod references;
 pub mod release;
 pub mod serve;

@@ -167,3 +167,73 @@ fn completions_name_every_command_and_man_renders_roff() {
         assert!(dir.join(page).is_file(), "{page}");
     }
 }
+
+#[test]
+fn a_token_file_others_can_read_gets_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let token = home.path().join("token");
+    std::fs::write(&token, "glpat-file-token-0000\n").unwrap();
+    let run = |mode: u32| {
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(mode)).unwrap();
+        let output = rp_devops(home.path())
+            .args(["--gitlab-token-file", "token", "--dry-run", "scan-races"])
+            .arg(support::fixture("races/counter.log"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = run(0o644);
+    assert!(
+        stderr.contains("warning: GitLab token file")
+            && stderr.contains("can be read by other users (mode 0644)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("glpat-file-token"), "{stderr}");
+    assert!(!run(0o600).contains("can be read by other users"));
+}
+
+#[test]
+fn a_gitlab_url_named_only_by_a_config_found_in_the_working_directory_is_warned_about() {
+    let gitlab = support::FakeGitLab::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("rp-devops.yml"),
+        format!("gitlab:\n  url: {}\n", gitlab.url),
+    )
+    .unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let output = rp_devops(home.path())
+            .env("RP_GITLAB_TOKEN", support::fake_gitlab::TOKEN)
+            .env("RP_PROJECT", support::fake_gitlab::PROJECT_PATH)
+            .envs(env.iter().copied())
+            .args(["scan-races"])
+            .arg(support::fixture("races/counter.log"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // A cron job in a directory someone else can write: warned, once.
+    let stderr = run(&[]);
+    let warning = format!(
+        "warning: the token from RP_GITLAB_TOKEN goes to {}",
+        gitlab.url
+    );
+    assert_eq!(stderr.matches(&warning).count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("rp-devops.yml (found in the working directory)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(support::fake_gitlab::TOKEN));
+    // In CI, or with the config or the URL named on purpose: no warning.
+    for env in [
+        &[("CI", "true")][..],
+        &[("RP_DEVOPS_CONFIG", "rp-devops.yml")],
+        &[("RP_GITLAB_URL", gitlab.url.as_str())],
+    ] {
+        let stderr = run(env);
+        assert!(!stderr.contains("goes to"), "{env:?}: {stderr}");
+    }
+}

@@ -268,7 +268,7 @@ fn an_older_gitlab_without_token_self_falls_back_to_the_user() {
     let (status, detail) = check(&json, "token");
     assert_eq!(status, "warn");
     assert!(
-        detail.contains("is valid (acts as @project_855_bot_3f2a)"),
+        detail.contains("is valid (acts as @rp-devops-bot)"),
         "{detail}"
     );
 }

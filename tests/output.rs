@@ -41,7 +41,10 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
 
     let shown = on_terminal(home.path(), &[("NO_COLOR", "1")], args);
     assert!(shown.contains("error:"), "{shown:?}");
-    assert!(!shown.contains('\x1b'), "colour despite NO_COLOR: {shown:?}");
+    assert!(
+        !shown.contains('\x1b'),
+        "colour despite NO_COLOR: {shown:?}"
+    );
 
     // Not a terminal: plain text.
     let out = rp_devops(home.path())
@@ -115,7 +118,10 @@ fn json_output_keeps_a_one_line_summary_on_stderr() {
         .unwrap_or_default()
         .trim_end_matches('\r');
     assert!(
-        summary.ends_with(&format!(": {races} distinct race{}", if races == 1 { "" } else { "s" })),
+        summary.ends_with(&format!(
+            ": {races} distinct race{}",
+            if races == 1 { "" } else { "s" }
+        )),
         "the last stderr line is the summary: {stderr}"
     );
     assert!(

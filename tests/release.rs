@@ -914,3 +914,187 @@ fn a_crash_mid_publication_is_completed_by_the_next_identical_upload() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(rx.runs("app"), 1);
 }
+
+/// Add a product with `script` (a shell script body) to an unstarted
+/// receiver's config, and `sections` (top-level YAML) after it.
+fn add_product(rx: &Receiver, name: &str, script: &str, sections: &str) {
+    let path = rx.root().join(format!("{name}.sh"));
+    write_executable(&path, script);
+    let config_path = rx.root().join("rp-devops.yml");
+    let config = std::fs::read_to_string(&config_path).unwrap().replacen(
+        "  products:\n",
+        &format!(
+            "  products:\n    {name}:\n      script: {}\n      timeout: 20s\n",
+            path.display()
+        ),
+        1,
+    );
+    std::fs::write(&config_path, format!("{config}{sections}")).unwrap();
+}
+
+#[test]
+fn the_release_script_gets_no_secret_proxy_or_loader_variable_and_answers_carry_no_secret() {
+    let mut rx = Receiver::unstarted("4MiB");
+    // A script that shows its whole environment, then a file it can read
+    // that happens to hold secrets (a careless `cat` of a config).
+    add_product(
+        &rx,
+        "envdump",
+        "#!/bin/sh\nenv | sort\ncat \"$(dirname \"$0\")/leak.txt\"\n",
+        "gitlab:\n  token_env: TEAM_GITLAB_TOKEN\n\
+         freshdesk:\n  domain: acme.freshdesk.com\n  api_key_env: TEAM_FD_KEY\n",
+    );
+    let secrets: &[(&str, &str)] = &[
+        ("RP_GITLAB_TOKEN", "glpat-rp-gitlab-1111"),
+        ("GITLAB_TOKEN", "glpat-gitlab-2222"),
+        ("CI_JOB_TOKEN", "job/token+3333"),
+        ("RP_GIT_TOKEN", "git-token-4444"),
+        ("TEAM_GITLAB_TOKEN", "team-token-5555"),
+        ("TEAM_FD_KEY", "fd-key-6666"),
+        ("RP_WEBHOOK_SECRET", "hook-secret-7777"),
+        ("RP_ESCALATE_TOKEN", "esc-token-8888"),
+    ];
+    let mut env: Vec<(&str, &str)> = secrets.to_vec();
+    env.extend_from_slice(&[
+        // The job token again, inside a URL (as GitLab Runner sets it).
+        (
+            "CI_REPOSITORY_URL",
+            "https://gitlab-ci-token:job%2Ftoken%2B3333@gitlab.example.com/g/p.git",
+        ),
+        ("http_proxy", "http://127.0.0.1:9"),
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("ALL_PROXY", "socks5://127.0.0.1:9"),
+        ("no_proxy", "example.com"),
+        ("LD_LIBRARY_PATH", "/nonexistent-rp-devops-test"),
+        ("KEEP_ME", "yes"),
+    ]);
+    let mut leak: Vec<String> = secrets.iter().map(|(_, v)| (*v).to_owned()).collect();
+    leak.push(SECRET.to_owned());
+    leak.push("job%2Ftoken%2B3333".to_owned());
+    std::fs::write(rx.root().join("leak.txt"), leak.join("\n")).unwrap();
+    rx.spawn_with(&env);
+
+    let file = artifact(rx.root(), "e.tgz", 1000, 30);
+    let (status, body) = rx.curl(
+        Some(SECRET),
+        &[
+            "product=envdump".into(),
+            "version=1".into(),
+            format!("md5={}", md5_hex(&file)),
+            "file=@e.tgz".into(),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let answer = json(&body);
+    let tail = answer["script"]["output_tail"].as_str().unwrap();
+    assert!(tail.contains("KEEP_ME=yes"), "{tail}");
+    assert!(tail.contains("RELEASE_PRODUCT=envdump"), "{tail}");
+    assert!(tail.contains("[redacted]"), "{tail}");
+    let status_file = std::fs::read_to_string(rx.rel().join("envdump/1/e.tgz.status")).unwrap();
+    for text in [tail, body.as_str(), status_file.as_str(), rx.log().as_str()] {
+        for value in &leak {
+            assert!(!text.contains(value.as_str()), "{value} in {text}");
+        }
+        for name in [
+            "RP_GITLAB_TOKEN",
+            "GITLAB_TOKEN=",
+            "CI_JOB_TOKEN",
+            "RP_GIT_TOKEN",
+            "TEAM_GITLAB_TOKEN",
+            "TEAM_FD_KEY",
+            "RP_WEBHOOK_SECRET",
+            "RP_ESCALATE_TOKEN",
+            "RP_RELEASE_SECRET",
+            "CI_REPOSITORY_URL",
+            "proxy=",
+            "PROXY=",
+            "LD_LIBRARY_PATH",
+        ] {
+            assert!(!text.contains(name), "{name} in {text}");
+        }
+    }
+
+    // Proxy and loader names are refused as metadata, by the receiver and
+    // by our client before it sends anything.
+    for key in ["http_proxy", "https_proxy", "no_proxy", "ld_preload"] {
+        let (status, body) = rx.curl(
+            Some(SECRET),
+            &[
+                "product=envdump".into(),
+                "version=2".into(),
+                format!("{key}=http://evil.example.com:3128"),
+                format!("md5={}", md5_hex(&file)),
+                "file=@e.tgz".into(),
+            ],
+        );
+        assert_eq!(status, 422, "{key}: {body}");
+        assert!(
+            json(&body)["error"].as_str().unwrap().contains(key),
+            "{body}"
+        );
+        let out = rx.upload(&file, "envdump", &["version=2", &format!("{key}=x")]);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+    }
+    rx.assert_only_releases(&["envdump/1/e.tgz"]);
+}
+
+#[test]
+fn files_the_script_writes_next_to_the_artifact_never_make_a_reupload_409() {
+    let mut rx = Receiver::unstarted("4MiB");
+    // Like a real publishing script: checksums and a log beside the
+    // artifact, some sorting before its name.
+    add_product(
+        &rx,
+        "sums",
+        "#!/bin/sh\nd=$(dirname \"$1\")\nmd5sum \"$1\" > \"$d/MD5SUMS\"\n\
+         for n in 0 1 2 3 4 5 6 7 8 9; do echo x > \"$d/$n-extra.txt\"; done\necho ok > \"$d/zz.log\"\n",
+        "",
+    );
+    rx.spawn();
+    let file = artifact(rx.root(), "s.tgz", 200_000, 31);
+    let first = rx.upload(&file, "sums", &["version=3"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(rx.rel().join("sums/3/MD5SUMS").is_file());
+    for _ in 0..3 {
+        let again = rx.upload(&file, "sums", &["version=3"]);
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert_eq!(json(&stdout(&again))["md5"], md5_hex(&file));
+    }
+    // Another file name is still refused, naming the published artifact.
+    let renamed = artifact(rx.root(), "t.tgz", 1000, 32);
+    let out = rx.upload(&renamed, "sums", &["version=3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already released as s.tgz"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn io_error_details_go_to_the_log_not_to_the_client() {
+    let rx = Receiver::start();
+    // Something in the way where the version directory must go.
+    std::fs::create_dir_all(rx.rel().join("plain")).unwrap();
+    std::fs::write(rx.rel().join("plain/9"), "not a directory").unwrap();
+    let file = artifact(rx.root(), "p.tgz", 1000, 33);
+    let (status, body) = rx.curl(
+        Some(SECRET),
+        &[
+            "product=plain".into(),
+            "version=9".into(),
+            format!("md5={}", md5_hex(&file)),
+            "file=@p.tgz".into(),
+        ],
+    );
+    assert_eq!(status, 500, "{body}");
+    let error = json(&body)["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("server's log"), "{error}");
+    assert!(
+        !error.contains("os error") && !error.contains("directory"),
+        "{error}"
+    );
+    let log = rx.log();
+    assert!(log.contains("os error"), "{log}");
+    rx.wait_no_temp_files();
+}

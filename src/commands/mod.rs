@@ -29,6 +29,10 @@ use crate::error::ExitStatus;
 use crate::settings::Settings;
 
 pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
+    let printer = crate::output::Printer::new(settings);
+    for warning in &settings.warnings {
+        printer.warn(warning);
+    }
     match command {
         Command::Escalate(args) => escalate::run(&args, settings),
         Command::ScanRaces(args) => scan_races::run(&args, settings),

@@ -1,10 +1,11 @@
 //! The instance and the caller: GitLab's version, the token's own record
-//! (name, scopes, expiry) and the user it acts as. Read by `doctor`.
+//! (name, scopes, expiry). Read by `doctor` (the user the token acts as is
+//! `users.rs`).
 
 use anyhow::Result;
 use serde::Deserialize;
 
-use super::{GitLab, User, is_status};
+use super::{GitLab, is_status};
 
 /// `GET /version`.
 #[derive(Debug, Clone, Deserialize)]
@@ -45,11 +46,6 @@ impl GitLab {
             Err(err) if is_status(&err, 404) => Ok(None),
             Err(err) => Err(err),
         }
-    }
-
-    /// The user the token acts as.
-    pub fn current_user(&self) -> Result<User> {
-        self.get("user")
     }
 
     /// The same client, giving up on retries after `budget` (a check that

@@ -30,6 +30,7 @@ mod projects;
 mod releases;
 mod types;
 mod uploads;
+mod users;
 
 pub use commits::History;
 pub use files::FileContent;
@@ -234,6 +235,8 @@ pub struct GitLab {
     retry: RetryPolicy,
     on_retry: Arc<dyn Fn(&str) + Send + Sync>,
     mode: Mode,
+    /// The token's own user, once read (see `users.rs`); shared by clones.
+    me: Arc<std::sync::OnceLock<User>>,
 }
 
 impl Clone for GitLab {
@@ -248,6 +251,7 @@ impl Clone for GitLab {
             retry: self.retry,
             on_retry: self.on_retry.clone(),
             mode: self.mode.clone(),
+            me: self.me.clone(),
         }
     }
 }
@@ -285,6 +289,7 @@ impl GitLab {
             retry,
             on_retry: Arc::new(|_| {}),
             mode: Mode::Live,
+            me: Arc::default(),
         })
     }
 
@@ -300,6 +305,7 @@ impl GitLab {
             retry: RetryPolicy::default(),
             on_retry: Arc::new(|_| {}),
             mode: Mode::Offline(Arc::default()),
+            me: Arc::default(),
         }
     }
 

@@ -488,6 +488,13 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         return answer;
     }
     let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+    if segments == ["api", "v4", "user"] && request.method == "GET" {
+        // A job token cannot read its user, as on GitLab.
+        return match caller {
+            Caller::Private => json_response(200, &merge_requests::bot_user_json()),
+            Caller::Job => message(403, "403 Forbidden"),
+        };
+    }
     let ["api", "v4", "projects", project, rest @ ..] = segments.as_slice() else {
         return message(404, "404 Not Found");
     };

@@ -87,6 +87,11 @@ impl Receiver {
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    /// Start `serve` with these variables added to its environment.
+    pub fn spawn_with(&mut self, env: &[(&str, &str)]) {
         let root = self.dir.path();
         let log = std::fs::File::create(root.join("serve.log")).expect("log");
         let child = super::rp_devops_std(root)
@@ -94,6 +99,7 @@ impl Receiver {
             .arg(root.join("rp-devops.yml"))
             .env("RP_RELEASE_SECRET", SECRET)
             .env("RELEASE_PUBLISH_DIR", root.join("published"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

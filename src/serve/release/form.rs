@@ -86,7 +86,7 @@ impl ReleaseReceiver {
                     .map(str::to_owned)
                     .ok_or_else(|| Rejection::unprocessable("the `file` part has no filename"))?;
                 check_file_name(&file_name).map_err(Rejection::unprocessable)?;
-                let received = self.receive_file(&mut field).await?;
+                let received = self.receive_file(&mut field, form.product.clone()).await?;
                 form.file = Some((file_name, received));
             } else {
                 let value = read_text(&mut field, &name).await.map_err(|e| match e {

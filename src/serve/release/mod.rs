@@ -42,23 +42,12 @@ use crate::error::UsageError;
 use crate::ops::publish_release::{Publication, PublishError, PublishStep, Published, Publisher};
 use crate::output::Printer;
 use crate::release::ROUTE;
-use crate::release::script::ScriptOutcome;
+use crate::release::script::{ScriptEnvironment, ScriptOutcome};
 use crate::settings::{Secret, Settings};
 
 /// A client that sends nothing for this long is dropped (an idle timeout, not
 /// a total one: a 5 GB upload on a slow link must not be cut off).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Environment variables never passed on to release scripts.
-const SCRUBBED_ENV: &[&str] = &[
-    "RP_RELEASE_SECRET",
-    "RP_GITLAB_TOKEN",
-    "GITLAB_TOKEN",
-    "RP_WEBHOOK_SECRET",
-    "RP_WEBHOOK_SIGNING_KEY",
-    "RP_ESCALATE_TOKEN",
-    "RP_FRESHDESK_API_KEY",
-];
 
 /// The receiver's route, when the config file has a `release:` section.
 pub fn feature(setup: &Setup<'_>) -> Result<Option<Feature>> {
@@ -124,10 +113,13 @@ impl ReleaseReceiver {
                 config.secret_env
             ))
         })?;
-        let mut scrub_env: Vec<String> = SCRUBBED_ENV.iter().map(|s| (*s).to_owned()).collect();
-        scrub_env.push(config.secret_env.clone());
+        // Release scripts get the server's environment without any secret
+        // rp-devops knows about, and their output comes back without them.
+        let secrets = settings.known_secrets();
+        let script_env =
+            ScriptEnvironment::new(settings.env.iter(), &secrets.names, secrets.redactor());
         let step_log = log.clone();
-        let publisher = Publisher::open(config.dir.clone(), config.products.clone(), scrub_env)?
+        let publisher = Publisher::open(config.dir.clone(), config.products.clone(), script_env)?
             .on_step(move |step| log_step(&step_log, step));
         for (path, removed) in publisher.remove_leftovers()? {
             match removed {
@@ -180,9 +172,13 @@ impl ReleaseReceiver {
         }
     }
 
-    /// Answer with an error; server-side failures are logged too.
+    /// Answer with an error; server-side failures are logged too, with the
+    /// details the answer leaves out.
     fn reject(&self, rejection: Rejection) -> Response {
-        if rejection.status.is_server_error() {
+        if let Some(detail) = &rejection.detail {
+            self.log
+                .warn(format!("release: {}: {detail}", rejection.message));
+        } else if rejection.status.is_server_error() {
             self.log.warn(format!("release: {}", rejection.message));
         }
         rejection.into_response()
@@ -269,10 +265,11 @@ fn log_step(log: &Printer, step: &PublishStep<'_>) {
         } => format!(
             "release: {} {product} {version}: {}",
             script.display(),
-            match (outcome.timed_out, outcome.exit_code) {
-                (true, _) => "timed out".to_owned(),
-                (false, Some(code)) => format!("exit {code}"),
-                (false, None) => "killed or not started".to_owned(),
+            match (outcome.timed_out, outcome.exit_code, &outcome.start_error) {
+                (true, _, _) => "timed out".to_owned(),
+                (false, Some(code), _) => format!("exit {code}"),
+                (false, None, Some(why)) => format!("not started: {why}"),
+                (false, None, None) => "killed".to_owned(),
             }
         ),
     });
@@ -300,6 +297,9 @@ struct Rejection {
     /// otherwise see a reset connection instead of this answer. Off where
     /// reading on is pointless or what we refuse to do (too large, cut off).
     drain: bool,
+    /// What went wrong in detail (an OS error, a path): for the server's
+    /// log, never for the client.
+    detail: Option<String>,
 }
 
 impl Rejection {
@@ -308,6 +308,7 @@ impl Rejection {
             status,
             message: message.into(),
             drain: true,
+            detail: None,
         }
     }
 
@@ -335,9 +336,25 @@ impl From<PublishError> for Rejection {
             PublishError::InProgress { .. }
             | PublishError::AlreadyReleasedAs { .. }
             | PublishError::DifferentArtifact { .. } => StatusCode::CONFLICT,
-            PublishError::Storage(_) | PublishError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
+            PublishError::Storage(e) => {
+                // The OS error and the paths it concerns are the operator's
+                // business: the client learns what failed, the log why.
+                let (status, message) = if e.raw_os_error() == Some(libc::ENOSPC) {
+                    (
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "no space left in the release directory",
+                    )
+                } else {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "storing the release failed; the server's log says why",
+                    )
+                };
+                let mut rejection = Self::new(status, message);
+                rejection.detail = Some(error.to_string());
+                return rejection;
             }
+            PublishError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
     }

@@ -27,14 +27,16 @@ const WRITER_QUEUE: usize = 4;
 const WRITER_BATCH: usize = 512 * 1024;
 
 impl ReleaseReceiver {
-    /// Stream the `file` part into a new temporary file in the release
-    /// directory; its MD5 and length are computed on the way.
+    /// Stream the `file` part into a new temporary file on the file system
+    /// of `product`'s directory (when the form named it already); its MD5
+    /// and length are computed on the way.
     pub(super) async fn receive_file(
         &self,
         field: &mut multer::Field<'_>,
+        product: Option<String>,
     ) -> Result<ReceivedFile, Rejection> {
         let publisher = self.publisher.clone();
-        let temp = tokio::task::spawn_blocking(move || publisher.temp_file())
+        let temp = tokio::task::spawn_blocking(move || publisher.temp_file(product.as_deref()))
             .await
             .map_err(|_| Rejection::internal("creating a temporary file crashed"))?
             .map_err(|e| {

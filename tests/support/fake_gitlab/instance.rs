@@ -1,6 +1,7 @@
 //! The fake GitLab's instance-level routes, read by `doctor`:
 //! `GET /version`, `GET /personal_access_tokens/self` (the token describes
-//! itself: name, scopes, expiry; GitLab 15.5 and later) and `GET /user`.
+//! itself: name, scopes, expiry; GitLab 15.5 and later). (`GET /user` is
+//! `fake_gitlab.rs`'s.)
 //!
 //! Like GitLab, none of them takes `CI_JOB_TOKEN` (401). What the token
 //! says about itself can be set per test; a fake can also play a GitLab
@@ -19,7 +20,6 @@ use serde_json::json;
 use super::{FakeGitLab, RecordedRequest, State, json_response, message};
 
 pub const GITLAB_VERSION: &str = "17.5.1-ee";
-pub const BOT_USER: &str = "project_855_bot_3f2a";
 
 #[derive(Debug, Clone)]
 struct Instance {
@@ -80,7 +80,6 @@ pub fn route(
     let route = match (request.method.as_str(), request.path.as_str()) {
         ("GET", "/api/v4/version") => "version",
         ("GET", "/api/v4/personal_access_tokens/self") => "token",
-        ("GET", "/api/v4/user") => "user",
         _ => return None,
     };
     if job_token {
@@ -93,7 +92,7 @@ pub fn route(
             &json!({ "version": GITLAB_VERSION, "revision": "4f2c9e1d", "kas": { "enabled": false } }),
         ),
         "token" if !instance.knows_token_self => message(404, "404 Not Found"),
-        "token" => json_response(
+        _ => json_response(
             200,
             &json!({
                 "id": 4242,
@@ -107,10 +106,6 @@ pub fn route(
                 "active": !instance.revoked,
                 "expires_at": instance.expires_at,
             }),
-        ),
-        _ => json_response(
-            200,
-            &json!({ "id": 9001, "username": BOT_USER, "name": "rp-devops bot", "state": "active", "bot": true }),
         ),
     })
 }
