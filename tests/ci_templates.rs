@@ -581,3 +581,70 @@ fn the_published_binary_is_installed_with_its_checksum_checked() {
     assert!(!checkout.join(".rp-devops/bin/rp-devops.download").exists());
     assert_eq!(gitlab.issues().len(), filed, "nothing ran");
 }
+
+/// rp-devops tags rp-devops: the repository's own `tag-rp-devops` job (its
+/// `.gitlab-ci.yml`, through `ci-templates/tag-library.yml`) pushes the tag
+/// of the version Cargo.toml was raised to, with its GitLab release; a later
+/// commit that does not raise the version tags nothing.
+#[test]
+fn the_own_tag_job_tags_the_version_cargo_toml_names() {
+    let Some(gle) = gle::find() else { return };
+    let fx = Fixture::new();
+    let lib = fx.library("rp-devops");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = lib.seed.join("scripts/release-bump.sh");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::copy(repo.join("scripts/release-bump.sh"), &script).unwrap();
+    lib.git(&["add", "scripts/release-bump.sh"]);
+    lib.commit_file(
+        "Cargo.toml",
+        "[package]\nname = \"rp-devops\"\nversion = \"0.1.0\"\n",
+        "feat: first release",
+    );
+    lib.tag_head(&["v0.1.0"], true);
+    let head = lib.commit_file(
+        "Cargo.toml",
+        "[package]\nname = \"rp-devops\"\nversion = \"0.2.0\"\n",
+        "release 0.2.0",
+    );
+    let daemon = GitDaemon::start(&fx.path("srv"), &fx.home());
+    let gitlab = FakeGitLab::start();
+    gitlab.serve_repository(PROJECT_ID, &lib.bare);
+
+    let own_yaml = std::fs::read_to_string(repo.join(".gitlab-ci.yml")).unwrap();
+    let run_at = |name: &str, sha: &str| {
+        let checkout = fx.shallow_clone(&daemon.url(&lib), name);
+        let project = Project::new(&checkout, &own_yaml);
+        let base = ci_vars(&gitlab);
+        let vars = with(
+            &base,
+            &[
+                ("CI_PIPELINE_SOURCE", "push"),
+                ("CI_COMMIT_BRANCH", "main"),
+                ("CI_COMMIT_SHA", sha),
+                ("CI_COMMIT_SHORT_SHA", &sha[..8]),
+                (
+                    "CI_REGISTRY_IMAGE",
+                    "registry.example.com/restorepoint/rp-devops",
+                ),
+            ],
+        );
+        project.run(&gle, &fx.home(), "tag-rp-devops", &vars)
+    };
+
+    let run = run_at("checkout-1", &head);
+    run.assert_success();
+    assert_eq!(lib.server_tags(), ["v0.1.0", "v0.2.0"], "{}", run.log);
+    assert_eq!(lib.server_tag_commit("v0.2.0"), head);
+    let releases = gitlab.releases(PROJECT_ID);
+    assert_eq!(releases.len(), 1, "{}", run.log);
+    assert_eq!(releases[0]["tag_name"], "v0.2.0");
+
+    // A commit that does not raise the version: no tag, no release.
+    let later = lib.commit("docs: typo");
+    let run = run_at("checkout-2", &later);
+    run.assert_success();
+    assert!(run.log.contains("v0.2.0 is tagged already"), "{}", run.log);
+    assert_eq!(lib.server_tags(), ["v0.1.0", "v0.2.0"], "{}", run.log);
+    assert_eq!(gitlab.releases(PROJECT_ID).len(), 1);
+}
