@@ -345,3 +345,51 @@ fn no_configuration_at_all_says_what_is_missing() {
     );
     assert!(stdout.contains("none (no ./rp-devops.yml)"), "{stdout}");
 }
+
+/// On the serve host: the secrets of the routes configured are listed as
+/// set or not set, never shown.
+#[test]
+fn serve_secrets_are_listed_as_set_or_not_set() {
+    let gitlab = FakeGitLab::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("rp-devops.yml"),
+        "webhook:\n  secret_env: HOOK_SECRET\nrelease:\n  dir: rel\n",
+    )
+    .unwrap();
+    let out = rp_devops_with(&gitlab, home.path())
+        .env("HOOK_SECRET", "hook-secret-value-never-shown")
+        .args(["--json", "doctor"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = |name: &str| {
+        json["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| (s["value"].to_string(), s["source"].to_string()))
+            .unwrap_or_else(|| panic!("no {name} in {json}"))
+    };
+    assert_eq!(
+        shown("webhook secret"),
+        (
+            "\"set\"".to_owned(),
+            "\"HOOK_SECRET (webhook.secret_env)\"".to_owned()
+        )
+    );
+    assert_eq!(
+        shown("receiver secret"),
+        (
+            "\"not set\"".to_owned(),
+            "\"RP_RELEASE_SECRET (release.secret_env)\"".to_owned()
+        )
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("hook-secret-value-never-shown"));
+}

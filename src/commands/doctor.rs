@@ -334,6 +334,32 @@ fn shown_settings(settings: &Settings) -> Vec<ShownSetting> {
             source: "RP_RELEASE_SECRET".to_owned(),
         },
     ];
+    // The secrets of the serve routes whose sections are present.
+    let config = &settings.config;
+    let serve_secrets = [
+        config
+            .release
+            .as_ref()
+            .map(|r| ("receiver secret", &r.secret_env, "release.secret_env")),
+        config
+            .webhook
+            .as_ref()
+            .map(|w| ("webhook secret", &w.secret_env, "webhook.secret_env")),
+        config.escalation_endpoint.as_ref().map(|e| {
+            (
+                "escalation token",
+                &e.token_env,
+                "escalation_endpoint.token_env",
+            )
+        }),
+    ];
+    for (name, variable, key) in serve_secrets.into_iter().flatten() {
+        shown.push(ShownSetting {
+            name,
+            value: set(settings.env.get(variable).is_some()),
+            source: format!("{variable} ({key})"),
+        });
+    }
     if let Some(freshdesk) = &settings.config.freshdesk {
         shown.push(ShownSetting {
             name: "Freshdesk API key",
