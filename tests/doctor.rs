@@ -151,6 +151,17 @@ fn a_healthy_setup_passes_every_check_and_never_shows_a_secret() {
     assert!(setting_source(&json, "config file").contains("rp-devops.yml"));
     let text = json.to_string();
     assert!(!text.contains(TOKEN) && !text.contains(SECRET));
+
+    // The shape users script against, with this run's ports and paths
+    // replaced.
+    let home = t.home.path().display().to_string();
+    let stable = text
+        .replace(&t.gitlab.url, "http://gitlab.test")
+        .replace(&t.freshdesk.url, "http://freshdesk.test")
+        .replace(&url, "http://receiver.test")
+        .replace(&home, "/home/ci");
+    let stable: Value = serde_json::from_str(&stable).unwrap();
+    insta::assert_json_snapshot!("doctor_json_shape", stable);
 }
 
 #[test]
