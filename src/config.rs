@@ -35,6 +35,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     pub freshdesk: Option<FreshdeskConfig>,
     pub escalation_endpoint: Option<EscalationEndpointConfig>,
+    #[serde(default)]
+    pub serve: ServeConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,8 +123,53 @@ pub struct ReleaseConfig {
     pub secret_env: String,
     #[serde(default = "default_max_size", deserialize_with = "byte_size")]
     pub max_size: u64,
+    /// Metadata fields one upload may carry (413 above).
+    #[serde(default = "default_max_fields")]
+    pub max_fields: usize,
     #[serde(default)]
     pub products: BTreeMap<String, ProductConfig>,
+}
+
+/// `serve` itself (SPEC §3, §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on; `--listen` and `RP_LISTEN` win.
+    pub listen: Option<String>,
+    /// PEM certificate chain and private key: serve HTTPS without a proxy.
+    /// Relative paths are relative to the config file.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Open connections at most; past it the oldest idle one is closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long the body of a rejected request is read and discarded.
+    #[serde(default = "default_linger", deserialize_with = "duration")]
+    pub linger: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: default_max_connections(),
+            linger: default_linger(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_linger() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_fields() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +294,15 @@ impl Config {
     fn validate(&self) -> std::result::Result<(), String> {
         if let Some(pattern) = &self.versions.pattern {
             VersionSource::pattern(pattern)?;
+        }
+        if self.serve.tls_cert.is_some() != self.serve.tls_key.is_some() {
+            return Err("serve.tls_cert and serve.tls_key go together: set both or neither".into());
+        }
+        if self.serve.max_connections == 0 {
+            return Err("serve.max_connections must be at least 1".into());
+        }
+        if self.release.as_ref().is_some_and(|r| r.max_fields == 0) {
+            return Err("release.max_fields must be at least 1".into());
         }
         let workflow = &self.workflow;
         for label in &workflow.labels {
@@ -379,6 +435,32 @@ mod tests {
         assert_eq!(config.workflow.labels.len(), 5);
         let webhook = config.webhook.unwrap();
         assert_eq!(webhook.secret_env, "RP_WEBHOOK_SECRET");
+        assert_eq!(config.serve.max_connections, 1024);
+        assert_eq!(config.serve.linger, Duration::from_secs(30));
+        assert!(config.serve.tls_cert.is_some() && config.serve.tls_key.is_some());
+    }
+
+    #[test]
+    fn serve_keys_have_defaults_and_are_checked() {
+        let config = Config::parse("gitlab: {}\n", Path::new("c.yml")).unwrap();
+        assert_eq!(config.serve.max_connections, 1024);
+        assert_eq!(config.serve.linger, Duration::from_secs(30));
+        let config = Config::parse(
+            "serve:\n  linger: 5s\n  max_connections: 8\nrelease:\n  dir: /r\n  max_fields: 3\n",
+            Path::new("c.yml"),
+        )
+        .unwrap();
+        assert_eq!(config.serve.linger, Duration::from_secs(5));
+        assert_eq!(config.serve.max_connections, 8);
+        assert_eq!(config.release.unwrap().max_fields, 3);
+        for (text, key) in [
+            ("serve:\n  tls_cert: a.pem\n", "tls_key"),
+            ("serve:\n  max_connection: 8\n", "max_connection"),
+            ("serve:\n  max_connections: 0\n", "max_connections"),
+        ] {
+            let err = Config::parse(text, Path::new("c.yml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn wrong_or_missing_secret_is_401_before_the_body_is_read() {
         .write_all(form.head("wrong", 100 * MB).as_bytes())
         .unwrap();
     let started = Instant::now();
-    let (status, body) = read_answer(&mut stream);
+    let (status, body) = read_one_answer(&mut stream);
     assert_eq!(status, 401, "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -1097,4 +1097,253 @@ fn io_error_details_go_to_the_log_not_to_the_client() {
     let log = rx.log();
     assert!(log.contains("os error"), "{log}");
     rx.wait_no_temp_files();
+}
+
+// ---- the status route ----
+
+#[test]
+fn the_status_route_reports_each_state_of_a_version() {
+    let rx = Receiver::start();
+    let state = |product: &str, version: &str| {
+        let (status, body) = rx.status_of(SECRET, product, version);
+        (status, json(&body))
+    };
+    // No trace yet; a wrong secret; an unknown product; a bad name.
+    let (status, body) = state("plain", "9");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "no trace of plain 9 on this receiver");
+    assert_eq!(rx.status_of("wrong", "plain", "9").0, 401);
+    let (status, body) = state("nope", "9");
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown product")
+    );
+    assert_eq!(state("plain", "a..b").0, 422);
+    // `?bytes=N` over max_size: the upload's own 413.
+    let (status, body) = http(
+        rx.port,
+        &format!(
+            "GET /api/v1/releases/plain/9?bytes={} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {SECRET}\r\nConnection: close\r\n\r\n",
+            5 * MB
+        ),
+        b"",
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("release.max_size")
+    );
+
+    // In progress while it arrives, published once done.
+    let data = vec![4u8; MB];
+    let md5 = md5_of(&data);
+    let upload = rx.send_half(
+        Form::new()
+            .field("product", "plain")
+            .field("version", "9")
+            .file("p.tgz", &data)
+            .field("md5", &md5)
+            .finish(),
+    );
+    let (status, body) = state("plain", "9");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "in-progress");
+    assert!(body["md5"].is_null() && body["file"].is_null());
+    assert_eq!(upload.finish().0, 201);
+    let (status, body) = state("plain", "9");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "product": "plain", "version": "9", "file": "p.tgz",
+            "md5": md5, "bytes": MB, "state": "published"
+        })
+    );
+
+    // A failed script.
+    std::fs::write(rx.root().join("fail-flag"), "").unwrap();
+    let file = artifact(rx.root(), "f.tgz", 1000, 60);
+    let out = rx.upload(&file, "flaky", &["version=2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(state("flaky", "2").1["state"], "script-failed");
+    assert!(!rx.log().contains(SECRET));
+}
+
+// ---- a lost answer is settled, not re-sent blindly ----
+
+#[test]
+fn an_upload_whose_answer_is_lost_is_confirmed_not_sent_again() {
+    let rx = Receiver::start();
+    let gateway = Gateway::start(rx.port, Lose::Answer, 1);
+    let file = artifact(rx.root(), "g.tgz", 2 * MB, 61);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &file,
+        "app",
+        &["version=1", "channel=x"],
+        SECRET,
+        &["--json"],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "the artifact was sent, but its answer was lost (HTTP 504 from test-gateway: \
+             504 Gateway Time-out); asking the receiver what became of it"
+        ),
+        "{err}"
+    );
+    let answer = json(&stdout(&out));
+    assert_eq!(answer["state"], "published");
+    assert_eq!(answer["md5"], md5_hex(&file));
+    assert_eq!(rx.log().matches("\"POST /api/v1/releases\"").count(), 1);
+    assert_eq!(rx.runs("app"), 1);
+    rx.assert_only_releases(&["app/1/g.tgz"]);
+}
+
+#[test]
+fn an_upload_the_receiver_never_saw_is_sent_again() {
+    let rx = Receiver::start();
+    let gateway = Gateway::start(rx.port, Lose::Upload, 1);
+    let file = artifact(rx.root(), "h.tgz", MB, 62);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &file,
+        "plain",
+        &["version=1"],
+        SECRET,
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the receiver has no trace of the upload; it will be sent again"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("released plain 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(rx.log().matches("\"POST /api/v1/releases\"").count(), 1);
+    rx.assert_only_releases(&["plain/1/h.tgz"]);
+}
+
+#[test]
+fn a_lost_answer_is_settled_as_a_failed_script_or_a_conflict() {
+    let rx = Receiver::start();
+    // The script failed while the gateway lost the answer: exit 1, saying so.
+    std::fs::write(rx.root().join("fail-flag"), "").unwrap();
+    let gateway = Gateway::start(rx.port, Lose::Answer, 1);
+    let file = artifact(rx.root(), "k.tgz", 1000, 63);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &file,
+        "flaky",
+        &["version=1"],
+        SECRET,
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("HTTP 500: flaky 1 was stored, but its release script failed"),
+        "{err}"
+    );
+    assert!(err.contains("the upload's own answer was lost"), "{err}");
+    assert_eq!(rx.runs("flaky"), 1);
+
+    // Other bytes are released as that version: a conflict, not a re-send.
+    let first = artifact(rx.root(), "c.tgz", 1000, 64);
+    assert!(rx.upload(&first, "plain", &["version=3"]).status.success());
+    let other_dir = rx.root().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let second = artifact(&other_dir, "c.tgz", 1000, 65);
+    let gateway = Gateway::start(rx.port, Lose::Upload, 1);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &second,
+        "plain",
+        &["version=3"],
+        SECRET,
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "HTTP 409: plain 3 is already released with another artifact (md5 {})",
+            md5_hex(&first)
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(rx.rel().join("plain/3/c.tgz")).unwrap(),
+        std::fs::read(&first).unwrap()
+    );
+}
+
+// ---- bounded forms ----
+
+#[test]
+fn too_many_fields_or_an_oversized_part_header_are_refused() {
+    let rx = Receiver::start();
+    // More metadata fields than release.max_fields (64).
+    let mut form = Form::new().field("product", "plain").field("version", "1");
+    for i in 0..100 {
+        form = form.field(&format!("f{i}"), "x");
+    }
+    let body = form.file("a.tgz", b"data").finish();
+    let (status, answer) = http(rx.port, &Form::new().head(SECRET, body.len()), &body);
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(
+        json(&answer)["error"],
+        "more than 64 metadata fields (this server's release.max_fields)"
+    );
+
+    // A part header of 100 KiB: 431, before the parser buffers it.
+    let boundary = Form::new().boundary;
+    let part = |pad: usize, data: &[u8]| {
+        let mut part = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"h.tgz\"\r\n\
+             X-Pad: {}\r\n\r\n",
+            "p".repeat(pad)
+        )
+        .into_bytes();
+        part.extend_from_slice(data);
+        part.extend_from_slice(b"\r\n");
+        part
+    };
+    let head_fields = Form::new().field("product", "plain").field("version", "2");
+    let mut body = head_fields.parts.clone();
+    body.extend(part(100 * 1024, b"data"));
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let (status, answer) = http(rx.port, &Form::new().head(SECRET, body.len()), &body);
+    assert_eq!(status, 431, "{answer}");
+    assert!(
+        json(&answer)["error"]
+            .as_str()
+            .unwrap()
+            .contains("16384 bytes")
+    );
+
+    // A 12 KiB header before 3 MiB of data is fine: the data that follows a
+    // header in the same read does not count against it.
+    let data = vec![5u8; 3 * MB];
+    let mut body = head_fields.parts.clone();
+    body.extend(part(12 * 1024, &data));
+    body.extend(Form::new().field("md5", &md5_of(&data)).finish());
+    let (status, answer) = http(rx.port, &Form::new().head(SECRET, body.len()), &body);
+    assert_eq!(status, 201, "{answer}");
+    rx.assert_only_releases(&["plain/2/h.tgz"]);
 }

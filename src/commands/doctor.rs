@@ -91,7 +91,14 @@ pub fn run(_args: &DoctorArgs, settings: &Settings) -> Result<ExitStatus> {
         labels: labels_wanted(settings),
         version_file: version_file(settings),
         freshdesk,
-        release_receiver: settings.env.get("RP_RELEASE_URL").map(str::to_owned),
+        // The trust store only for https, as release upload reads it.
+        release_receiver: match settings.env.get("RP_RELEASE_URL") {
+            Some(url) if url.trim().to_ascii_lowercase().starts_with("https://") => {
+                Some((url.to_owned(), settings.gitlab.trust.tls_config()?))
+            }
+            Some(url) => Some((url.to_owned(), ureq::tls::TlsConfig::default())),
+            None => None,
+        },
     };
     let checks = doctor(&request);
     let ok = checks.iter().all(|c| c.status != CheckStatus::Fail);

@@ -13,6 +13,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use ureq::tls::TlsConfig;
 
 use crate::freshdesk::Freshdesk;
 use crate::gitlab::{ApiError, FileContent, GitLab, is_status};
@@ -87,8 +88,9 @@ pub struct DoctorRequest<'a> {
     /// `versions.file` and how to read it, when check-versions is set up.
     pub version_file: Option<(String, VersionSource)>,
     pub freshdesk: FreshdeskTarget<'a>,
-    /// The release receiver's base URL, when one is configured.
-    pub release_receiver: Option<String>,
+    /// The release receiver's base URL, when one is configured, and the
+    /// TLS settings (trust store) to reach it with.
+    pub release_receiver: Option<(String, TlsConfig)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,7 +162,7 @@ pub fn doctor(request: &DoctorRequest) -> Vec<Check> {
         }
     }
     checks.push(freshdesk(&request.freshdesk));
-    checks.push(receiver(request.release_receiver.as_deref()));
+    checks.push(receiver(request.release_receiver.as_ref()));
     checks
 }
 
@@ -482,15 +484,15 @@ fn freshdesk(target: &FreshdeskTarget) -> Check {
     }
 }
 
-fn receiver(url: Option<&str>) -> Check {
-    let Some(url) = url else {
+fn receiver(target: Option<&(String, TlsConfig)>) -> Check {
+    let Some((url, tls)) = target else {
         return check(
             "release-receiver",
             CheckStatus::Skipped,
             "no release receiver URL is configured",
         );
     };
-    match receiver_health(url, Duration::from_secs(10)) {
+    match receiver_health(url, tls.clone(), Duration::from_secs(10)) {
         Ok(200) => check(
             "release-receiver",
             CheckStatus::Ok,

@@ -247,6 +247,39 @@ pub enum PublishStep<'a> {
     },
 }
 
+/// Where a version stands, for the release status route (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStatus {
+    pub product: String,
+    pub version: String,
+    /// The stored artifact's file name, MD5 and size, once stored.
+    pub file: Option<String>,
+    pub md5: Option<String>,
+    pub bytes: Option<u64>,
+    pub state: VersionState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionState {
+    /// Stored, and its script (if any) succeeded: released.
+    Published,
+    /// An upload of it is being received or published (its script runs).
+    InProgress,
+    /// Stored, but its script failed, timed out or never finished (or the
+    /// publication was cut short): an identical upload completes it.
+    ScriptFailed,
+}
+
+impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Published => "published",
+            VersionState::InProgress => "in-progress",
+            VersionState::ScriptFailed => "script-failed",
+        }
+    }
+}
+
 /// Holds a product/version for one upload; released when dropped.
 #[derive(Debug)]
 pub struct VersionLock {
@@ -397,6 +430,61 @@ impl Publisher {
             busy: self.busy.clone(),
             key,
         })
+    }
+
+    /// Where `product`/`version` stands: `None` when there is no trace of it
+    /// (nothing stored, no upload under way). Reads the `.status` file, never
+    /// the artifact (no hashing: this answers while a script runs).
+    pub fn status(
+        &self,
+        product: &str,
+        version: &str,
+    ) -> Result<Option<VersionStatus>, PublishError> {
+        let has_script = self.product(product)?.script.is_some();
+        if !is_valid_name(version) {
+            return Err(PublishError::BadName(name_rule("version", version)));
+        }
+        // The lock first, then the disk: a publication that ends in between
+        // reads as in progress, and the client asks again.
+        let busy = self
+            .busy
+            .lock()
+            .map_err(|_| PublishError::Internal("release lock poisoned"))?
+            .contains(&(product.to_owned(), version.to_owned()));
+        let mut status = VersionStatus {
+            product: product.to_owned(),
+            version: version.to_owned(),
+            file: None,
+            md5: None,
+            bytes: None,
+            state: VersionState::InProgress,
+        };
+        let version_dir = self.dir.join(product).join(version);
+        // The published artifact (the one its status file names), whatever
+        // else the script left in the directory.
+        let Some(file_name) = published_artifact(&version_dir, "")? else {
+            return Ok(busy.then_some(status));
+        };
+        let paths = ReleasePaths::new(&self.dir, product, version, &file_name);
+        let recorded = std::fs::read_to_string(&paths.status)
+            .ok()
+            .and_then(|text| ReleaseStatus::from_json(&text));
+        status.bytes = match &recorded {
+            Some(recorded) => Some(recorded.bytes),
+            None => std::fs::metadata(&paths.artifact).ok().map(|m| m.len()),
+        };
+        status.md5 = recorded.as_ref().map(|r| r.md5.clone());
+        status.file = Some(file_name);
+        if !busy {
+            let complete = recorded.is_some() && paths.env.is_file();
+            status.state = match &recorded {
+                Some(r) if reupload(r, complete, &r.md5, has_script) == Reupload::Unchanged => {
+                    VersionState::Published
+                }
+                _ => VersionState::ScriptFailed,
+            };
+        }
+        Ok(Some(status))
     }
 
     /// Publish a received artifact (see the module docs). Blocks, for as
@@ -1052,6 +1140,62 @@ mod tests {
             Err(PublishError::BadName(_))
         ));
         assert!(fx.files().is_empty(), "{:?}", fx.files());
+    }
+
+    #[test]
+    fn the_status_of_a_version_follows_its_publication() {
+        let fx = Fixture::new();
+        let state = |product: &str, version: &str| {
+            fx.publisher
+                .status(product, version)
+                .unwrap()
+                .map(|s| s.state)
+        };
+        assert_eq!(state("app", "1.0"), None);
+        // Held by an upload still arriving: in progress, nothing known yet.
+        let held = fx.publisher.reserve("app", "1.0").unwrap();
+        let status = fx.publisher.status("app", "1.0").unwrap().unwrap();
+        assert_eq!(status.state, VersionState::InProgress);
+        assert_eq!(status.md5, None);
+        drop(held);
+
+        let published = fx.publish("app", "app.tgz", b"v1", APP_META).unwrap();
+        let status = fx.publisher.status("app", "1.0").unwrap().unwrap();
+        assert_eq!(
+            status,
+            VersionStatus {
+                product: "app".into(),
+                version: "1.0".into(),
+                file: Some("app.tgz".into()),
+                md5: Some(published.md5.clone()),
+                bytes: Some(2),
+                state: VersionState::Published,
+            }
+        );
+        // Its script failing: script-failed, until an identical upload runs
+        // it again successfully.
+        std::fs::write(fx.root.path().join("fail-flag"), "").unwrap();
+        fx.publish("app", "b.tgz", b"v2", &["version=2.0", "channel=x"])
+            .unwrap();
+        assert_eq!(state("app", "2.0"), Some(VersionState::ScriptFailed));
+        // A publication cut short before its .status: script-failed, no md5
+        // (the artifact is not hashed to answer).
+        let version_dir = fx.publisher.dir().join("plain/7");
+        std::fs::create_dir_all(&version_dir).unwrap();
+        std::fs::write(version_dir.join("p.tgz"), b"abc").unwrap();
+        let status = fx.publisher.status("plain", "7").unwrap().unwrap();
+        assert_eq!(
+            (status.state, status.md5, status.bytes),
+            (VersionState::ScriptFailed, None, Some(3))
+        );
+        assert!(matches!(
+            fx.publisher.status("nope", "1"),
+            Err(PublishError::UnknownProduct(_))
+        ));
+        assert!(matches!(
+            fx.publisher.status("app", "../1"),
+            Err(PublishError::BadName(_))
+        ));
     }
 
     #[test]
