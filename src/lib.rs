@@ -56,9 +56,15 @@ pub fn main() -> ExitStatus {
     match outcome {
         Ok(status) => status,
         Err(err) => {
+            use std::io::IsTerminal;
+            let colour = output::use_colour(
+                std::io::stderr().is_terminal(),
+                &settings::Env::from_process(),
+            );
             error::report(
                 &err,
                 commands::hints::hint(&err),
+                colour,
                 &mut std::io::stderr().lock(),
             );
             error::exit_status(&err)

@@ -211,6 +211,37 @@ pub struct Settings {
     /// printed once before the command runs.
     pub warnings: Vec<String>,
     token_warning_shown: std::sync::atomic::AtomicBool,
+    /// Where each setting came from, for `doctor` (the token's source is in
+    /// [`GitLabToken::source`]).
+    pub origins: Origins,
+}
+
+/// Where a resolved setting came from: a flag, an environment variable, a
+/// config key or a default, in words a user can act on (`--gitlab-url`,
+/// `CI_SERVER_URL`, `gitlab.url in ./rp-devops.yml`).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    pub config: String,
+    pub gitlab_url: String,
+    pub project: String,
+    pub output: String,
+    pub dry_run: String,
+}
+
+impl fmt::Display for UrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlSource::None => f.write_str("unset"),
+            UrlSource::Flag => f.write_str("--gitlab-url"),
+            UrlSource::Env(name) => f.write_str(name),
+            UrlSource::NamedConfig(path) => write!(f, "gitlab.url in {}", path.display()),
+            UrlSource::FoundConfig(path) => write!(
+                f,
+                "gitlab.url in {} (found in the working directory)",
+                path.display()
+            ),
+        }
+    }
 }
 
 impl Settings {
@@ -324,14 +355,49 @@ impl Settings {
         let token = resolve_token(args, &env, &config, cwd, &mut warnings)?;
         let trust = trust_store(&env, cwd);
 
-        let explicit = args
-            .project
-            .clone()
-            .or_else(|| env.get("RP_PROJECT").map(str::to_owned));
-        let project_explicit = explicit.is_some();
-        let project = explicit
-            .or_else(|| env.get("CI_PROJECT_ID").map(str::to_owned))
-            .or_else(|| config.gitlab.project.clone());
+        let in_config = |key: &str| match &config_path {
+            Some(path) => format!("{key} in {}", path.display()),
+            None => key.to_owned(),
+        };
+        let mut origins = Origins {
+            config: match (&args.config, env.get("RP_DEVOPS_CONFIG"), &config_path) {
+                (Some(_), _, _) => "--config".to_owned(),
+                (None, Some(_), _) => "RP_DEVOPS_CONFIG".to_owned(),
+                (None, None, Some(_)) => format!("./{DEFAULT_CONFIG_FILE} (found)"),
+                (None, None, None) => format!("none (no ./{DEFAULT_CONFIG_FILE})"),
+            },
+            gitlab_url: url_source.to_string(),
+            ..Origins::default()
+        };
+
+        let project_explicit = args.project.is_some() || env.get("RP_PROJECT").is_some();
+        let (project, project_origin) = first_of([
+            (args.project.clone(), "--project".to_owned()),
+            (
+                env.get("RP_PROJECT").map(str::to_owned),
+                "RP_PROJECT".to_owned(),
+            ),
+            (
+                env.get("CI_PROJECT_ID").map(str::to_owned),
+                "CI_PROJECT_ID".to_owned(),
+            ),
+            (config.gitlab.project.clone(), in_config("gitlab.project")),
+        ]);
+        origins.project = project_origin;
+        origins.output = match (args.output, env.get("RP_OUTPUT")) {
+            (Some(_), _) => "--output/--json",
+            (None, Some(_)) => "RP_OUTPUT",
+            (None, None) => "default",
+        }
+        .to_owned();
+        origins.dry_run = if args.dry_run {
+            "--dry-run"
+        } else if env.flag("RP_DRY_RUN") {
+            "RP_DRY_RUN"
+        } else {
+            "default"
+        }
+        .to_owned();
 
         let output = if let Some(format) = args.output {
             format
@@ -369,8 +435,17 @@ impl Settings {
             env,
             warnings,
             token_warning_shown: Default::default(),
+            origins,
         })
     }
+}
+
+/// The first value that is set, and where it came from ("unset" for none).
+fn first_of<const N: usize>(candidates: [(Option<String>, String); N]) -> (Option<String>, String) {
+    candidates
+        .into_iter()
+        .find(|(value, _)| value.is_some())
+        .unwrap_or((None, "unset".to_owned()))
 }
 
 /// Every secret this program knows about: the variables that hold one and

@@ -17,7 +17,7 @@ use crate::ops::release_upload::{
     self, DEFAULT_STATUS_WAIT, UploadError, UploadEvents, UploadOutcome, UploadPlan, UploadRequest,
     Verdict,
 };
-use crate::output::{Printer, Progress};
+use crate::output::{Printer, Progress, SummaryLine, summary_of};
 use crate::release::parse_meta_file;
 use crate::release::upload::{MetaProblem, merge_meta};
 use crate::settings::Settings;
@@ -111,9 +111,10 @@ fn upload(args: &UploadArgs, settings: &Settings) -> Result<ExitStatus> {
         let plan = request.plan().map_err(with_hint)?;
         return dry_run(&request, &plan, &printer);
     }
-    let outcome =
-        release_upload::upload(&request, &settings.retry, &Events(&printer)).map_err(with_hint)?;
-    report(&outcome, &printer, &args.product)
+    let section = printer.section("release_upload", "release upload: sending the artifact");
+    let outcome = release_upload::upload(&request, &settings.retry, &Events(&printer));
+    drop(section);
+    report(&outcome.map_err(with_hint)?, &printer, &args.product)
 }
 
 /// Progress and retries on stderr.
@@ -249,7 +250,7 @@ fn report(outcome: &UploadOutcome, printer: &Printer, product: &str) -> Result<E
     // JSON output is the server's answer, whatever it was; people get the
     // release summary, and errors on stderr.
     if printer.is_json() || outcome.is_release() {
-        printer.result(json, |out| {
+        let render = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
             let field = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("?");
             let (verb, stored) = match outcome.verdict {
                 Verdict::Released => ("released", field("path")),
@@ -280,7 +281,11 @@ fn report(outcome: &UploadOutcome, printer: &Printer, product: &str) -> Result<E
                 }
             }
             Ok(())
-        })?;
+        };
+        printer.result(json, render)?;
+        if outcome.is_release() {
+            printer.summary(summary_of(SummaryLine::First, render));
+        }
     }
     if outcome.succeeded() {
         return Ok(ExitStatus::Success);

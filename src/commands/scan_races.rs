@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::{ExitStatus, UsageError};
 use crate::gitlab::{GitLab, PROJECT_PLACEHOLDER};
 use crate::ops::races::{Action, FileRacesRequest, FiledRace, file_races};
-use crate::output::{Printer, Progress};
+use crate::output::{Printer, Progress, SummaryLine, summary_of};
 use crate::races::Scan;
 use crate::races::input::expand_inputs;
 use crate::races::issue::{DEFAULT_LABEL, RaceLabels};
@@ -68,6 +68,10 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
     let labels = race_labels(args, settings)?;
     let reopen = !args.no_reopen && settings.config.races.reopen_closed.unwrap_or(true);
 
+    let section = printer.section(
+        "scan_races",
+        "scan-races: reading logs, filing races in GitLab",
+    );
     let (scan, unreadable) = read_inputs(&args.paths, &host, &printer)?;
     let mut result = ScanResult {
         files: scan.files,
@@ -100,7 +104,11 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
         }
     }
 
+    drop(section);
     printer.result(&result, |out| render_human(out, &result))?;
+    printer.summary(summary_of(SummaryLine::Last, |out| {
+        render_human(out, &result)
+    }));
 
     if !unreadable.is_empty() {
         anyhow::bail!(

@@ -135,8 +135,10 @@ pub fn run(args: &TagLibraryArgs, settings: &Settings) -> Result<ExitStatus> {
     if settings.dry_run {
         git = git.planning();
     }
-    let outcome = ops::tag_library(&git, gitlab.as_ref(), &request, &mut |e| show(&printer, e))
-        .map_err(with_flag_hints)?;
+    let section = printer.section("tag_library", "tag-library: reading tags, tagging, pushing");
+    let outcome = ops::tag_library(&git, gitlab.as_ref(), &request, &mut |e| show(&printer, e));
+    drop(section);
+    let outcome = outcome.map_err(with_flag_hints)?;
     printer.planned(&git.planned());
     printer.planned(&gitlab.map(|g| g.planned()).unwrap_or_default());
     finish(&printer, &outcome)?;
@@ -281,5 +283,6 @@ fn finish(printer: &Printer, outcome: &TagOutcome) -> Result<()> {
             notes.markdown.trim_end()
         ),
     };
+    printer.summary(text.lines().next().unwrap_or_default());
     printer.result(outcome, |out| writeln!(out, "{text}"))
 }

@@ -23,6 +23,7 @@
 mod commits;
 mod discussions;
 mod files;
+mod instance;
 mod issues;
 mod merge_requests;
 mod projects;
@@ -33,6 +34,7 @@ mod users;
 
 pub use commits::History;
 pub use files::FileContent;
+pub use instance::{InstanceVersion, TokenInfo};
 pub use issues::NewIssue;
 pub use projects::is_status;
 pub use releases::{Release, ReleaseWrite};

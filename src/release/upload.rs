@@ -67,6 +67,28 @@ pub fn endpoint(base: &str) -> Result<String, BadUrl> {
     Ok(format!("{base}{ROUTE}"))
 }
 
+/// `GET BASE/healthz` of a receiver (`BASE` as given to `release upload`,
+/// with or without the release route): the status it answered, or why
+/// there was no answer.
+pub fn receiver_health(base: &str, tls: TlsConfig, timeout: Duration) -> Result<u16, String> {
+    let endpoint = endpoint(base).map_err(|e| e.to_string())?;
+    let root = endpoint.strip_suffix(ROUTE).unwrap_or(&endpoint);
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(timeout))
+            .tls_config(tls)
+            .user_agent(concat!("rp-devops/", env!("CARGO_PKG_VERSION")))
+            .build(),
+    );
+    agent
+        .get(format!("{root}/healthz"))
+        .call()
+        .map(|response| response.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
 /// The status route of one version below an upload endpoint. The names are
 /// valid names (checked before), so they need no encoding.
 pub fn status_url(endpoint: &str, product: &str, version: &str) -> String {

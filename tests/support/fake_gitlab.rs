@@ -13,7 +13,9 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+pub mod instance;
 pub mod merge_requests;
+pub mod packages;
 pub mod releases;
 mod uploads;
 
@@ -55,7 +57,10 @@ pub struct RecordedRequest {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The body as text (invalid UTF-8 replaced), for JSON and forms.
     pub body: String,
+    /// The body's bytes, for binary uploads (generic packages).
+    pub raw: Bytes,
     pub headers: Vec<(String, String)>,
 }
 
@@ -362,15 +367,16 @@ async fn handle(
             )
         })
         .collect();
-    let body = match req.into_body().collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+    let raw = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(Dropped),
     };
     let request = RecordedRequest {
         method,
         path,
         query,
-        body,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+        raw: raw.clone(),
         headers,
     };
 
@@ -478,6 +484,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         (None, Some(JOB_TOKEN)) => Caller::Job,
         _ => return message(401, "401 Unauthorized"),
     };
+    if let Some(answer) = instance::route(s, request, matches!(caller, Caller::Job)) {
+        return answer;
+    }
     let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     if segments == ["api", "v4", "user"] && request.method == "GET" {
         // A job token cannot read its user, as on GitLab.
@@ -499,6 +508,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         return message(404, "404 Project Not Found");
     };
     if let Some(answer) = releases::route(s, &project, request, rest) {
+        return answer;
+    }
+    if let Some(answer) = packages::route(s, &project, request, rest) {
         return answer;
     }
     let write = request.method != "GET";
