@@ -157,6 +157,9 @@ pub struct ScanStats {
     pub bytes: u64,
     pub reports: u64,
     pub truncated: u64,
+    /// Bytes the line and anchor searches looked at: proportional to
+    /// `bytes` whatever the lines hold (a test's measure of work, never of time).
+    pub examined: u64,
 }
 
 /// Read `input` to its end, calling `on_progress` with the bytes read so far
@@ -192,5 +195,6 @@ pub fn scan(
     }
     assembler.finish(&mut emit);
     stats.bytes = lines.bytes_read();
+    stats.examined = lines.bytes_examined();
     Ok(stats)
 }

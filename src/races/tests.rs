@@ -775,6 +775,59 @@ fn a_100_mb_line_then_a_report() {
     assert_eq!((number, line), (2, &b"WARNING: DATA RACE"[..]));
 }
 
+/// `size` bytes of one line repeating `word`, then `tail`, made as it is read.
+struct RepeatedLine {
+    word: &'static [u8],
+    at: usize,
+    left: u64,
+    tail: std::io::Cursor<Vec<u8>>,
+}
+
+impl Read for RepeatedLine {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return self.tail.read(buf);
+        }
+        let n = buf.len().min(self.left as usize);
+        for byte in &mut buf[..n] {
+            *byte = self.word[self.at];
+            self.at = (self.at + 1) % self.word.len();
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_long_line_full_of_warnings_is_scanned_in_linear_work() {
+    // Every `WARNING: ` on the line is a candidate anchor; looking back for
+    // the line's start at each one made the work grow with the square of
+    // the line's length (minutes for a few megabytes).
+    const SIZE: u64 = 4 * 1024 * 1024;
+    for word in [
+        &b"WARNING: low disk "[..],
+        b"WARNING: ",
+        b"xWARNING: Thread",
+    ] {
+        let input = RepeatedLine {
+            word,
+            at: 0,
+            left: SIZE,
+            tail: std::io::Cursor::new(format!("\n{}", fixture("counter.log")).into_bytes()),
+        };
+        let (found, stats) = scan_all(input);
+        assert_eq!(found.len(), 1, "the report after the line is found");
+        assert_eq!(tops(&found[0]), want(Some(ADD), Some(SNAPSHOT)));
+        assert!(
+            stats.examined <= 4 * stats.bytes,
+            "{} bytes examined for {} bytes of input ({:?})",
+            stats.examined,
+            stats.bytes,
+            String::from_utf8_lossy(word)
+        );
+    }
+}
+
 #[test]
 fn long_lines_inside_a_report_are_cut_not_kept() {
     let log = fixture("counter.log");
