@@ -991,3 +991,19 @@ fn large_inputs_show_a_few_plain_progress_lines_in_ci_logs() {
             .args(["-q", "--json", "scan-races", "--dry-run", &big]));
     assert!(!quiet.stderr().contains("scanning logs"));
 }
+
+#[test]
+fn a_symlink_loop_in_a_log_directory_is_read_once() {
+    use std::os::unix::fs::symlink;
+    let world = World::new();
+    let logs = world.logs(&["counter.log", "cache.log"]);
+    let logs_dir = Path::new(&logs);
+    std::fs::create_dir(logs_dir.join("sub")).unwrap();
+    symlink(logs_dir, logs_dir.join("sub/loop")).unwrap();
+    symlink("..", logs_dir.join("sub/up")).unwrap();
+    symlink("counter.log", logs_dir.join("current.log")).unwrap();
+    let result = world.scan_ok(&["--dry-run", &logs]);
+    assert_eq!(result["files"], 2, "{result:#}");
+    assert_eq!(result["reports"], 3);
+    assert!(races(&result).iter().all(|r| r["count"] == 1), "{result:#}");
+}

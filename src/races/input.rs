@@ -5,7 +5,7 @@
 //! Reads files, never the network; prints nothing (progress goes to a
 //! callback, unreadable inputs come back as errors for the caller to report).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -31,8 +31,13 @@ pub struct Input {
 /// (sorted, so runs are reproducible), `-` for stdin. A path that cannot be
 /// looked at is kept: reading it reports the error, and the other inputs are
 /// still read.
+///
+/// Symbolic links are followed, but a directory or a file already met (by
+/// device and inode) is never entered or listed again: a link loop is walked
+/// once, and a `current.log` link next to the log it names is read once.
 pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
+    let mut seen = Seen::default();
     for path in paths {
         if path.as_os_str() == "-" {
             inputs.push(Input {
@@ -43,12 +48,20 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
             continue;
         }
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => walk(path, &mut inputs)?,
-            Ok(meta) => inputs.push(Input {
-                path: Some(path.clone()),
-                display: path.display().to_string(),
-                size: Some(meta.len()),
-            }),
+            Ok(meta) if meta.is_dir() => {
+                if seen.first_time(&meta) {
+                    walk(path, &mut inputs, &mut seen)?;
+                }
+            }
+            Ok(meta) => {
+                if seen.first_time(&meta) {
+                    inputs.push(Input {
+                        path: Some(path.clone()),
+                        display: path.display().to_string(),
+                        size: Some(meta.len()),
+                    });
+                }
+            }
             Err(_) => inputs.push(Input {
                 path: Some(path.clone()),
                 display: path.display().to_string(),
@@ -59,7 +72,18 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
-fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
+/// Directories and files met so far, by (device, inode).
+#[derive(Default)]
+struct Seen(HashSet<(u64, u64)>);
+
+impl Seen {
+    fn first_time(&mut self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.0.insert((meta.dev(), meta.ino()))
+    }
+}
+
+fn walk(dir: &Path, inputs: &mut Vec<Input>, seen: &mut Seen) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list directory {}", dir.display()))?
         .collect::<std::io::Result<_>>()
@@ -70,9 +94,12 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
+        if !(meta.is_dir() || meta.is_file()) || !seen.first_time(&meta) {
+            continue;
+        }
         if meta.is_dir() {
-            walk(&path, inputs)?;
-        } else if meta.is_file() {
+            walk(&path, inputs, seen)?;
+        } else {
             inputs.push(Input {
                 display: path.display().to_string(),
                 size: Some(meta.len()),
@@ -391,6 +418,40 @@ Previous write at 0x00c000012345 by goroutine 9:
                 (m.as_str(), None)
             ]
         );
+    }
+
+    #[test]
+    fn symlink_loops_and_links_to_seen_files_are_listed_once() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("logs");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.log"), "a").unwrap();
+        std::fs::write(root.join("sub/b.log"), "bb").unwrap();
+        // A loop back to the top, a link to itself, a link to a file
+        // already listed, and a link to a directory outside.
+        symlink("..", root.join("sub/loop")).unwrap();
+        symlink(".", root.join("self")).unwrap();
+        symlink("a.log", root.join("current.log")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("c.log"), "ccc").unwrap();
+        symlink(&outside, root.join("more")).unwrap();
+        let inputs = expand_inputs(std::slice::from_ref(&root)).unwrap();
+        let shown: Vec<String> = inputs
+            .iter()
+            .map(|i| {
+                Path::new(&i.display)
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(shown, ["a.log", "more/c.log", "sub/b.log"]);
+        // The same directory given twice, through a link: still once.
+        let inputs = expand_inputs(&[root.clone(), root.join("self")]).unwrap();
+        assert_eq!(inputs.len(), 3);
     }
 
     #[test]
