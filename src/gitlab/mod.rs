@@ -20,6 +20,7 @@
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
+mod blame;
 mod commits;
 mod discussions;
 mod files;
@@ -29,6 +30,7 @@ mod projects;
 mod releases;
 mod types;
 
+pub use blame::{BlameCommit, BlameRange};
 pub use commits::History;
 pub use files::FileContent;
 pub use issues::NewIssue;

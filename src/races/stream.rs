@@ -161,12 +161,13 @@ impl<R: Read> Lines<R> {
         }
     }
 
-    /// The next line with its 1-based number, without `\n` and a trailing
-    /// `\r`, cut at [`LINE_CAP`]. `None` at the end of the input.
+    /// The next line with its 1-based number and the byte offset of its
+    /// start, without `\n` and a trailing `\r`, cut at [`LINE_CAP`]. `None`
+    /// at the end of the input.
     pub(super) fn next_line(
         &mut self,
         progress: &mut dyn FnMut(u64),
-    ) -> io::Result<Option<(u64, &[u8])>> {
+    ) -> io::Result<Option<(u64, u64, &[u8])>> {
         if self.skipping && !self.finish_long_line(progress)? {
             return Ok(None);
         }
@@ -176,12 +177,17 @@ impl<R: Read> Lines<R> {
             let start = self.start;
             let hay = &self.buf[start..self.end];
             let cap = hay.len().min(LINE_CAP + 1);
+            let offset = self.offset_of(start);
             if let Some(n) = memchr::memchr(b'\n', &hay[scanned..cap]) {
                 let n = scanned + n;
                 self.examined += (n + 1 - scanned) as u64;
                 self.start += n + 1;
                 self.newlines += 1;
-                return Ok(Some((self.newlines, strip_cr(&self.buf[start..start + n]))));
+                return Ok(Some((
+                    self.newlines,
+                    offset,
+                    strip_cr(&self.buf[start..start + n]),
+                )));
             }
             self.examined += (cap - scanned) as u64;
             scanned = cap;
@@ -191,6 +197,7 @@ impl<R: Read> Lines<R> {
                 self.skipping = true;
                 return Ok(Some((
                     self.newlines + 1,
+                    offset,
                     strip_cr(&self.buf[start..start + LINE_CAP]),
                 )));
             }
@@ -202,10 +209,16 @@ impl<R: Read> Lines<R> {
                 self.start = self.end;
                 return Ok(Some((
                     self.newlines + 1,
+                    self.offset_of(start),
                     strip_cr(&self.buf[start..self.end]),
                 )));
             }
         }
+    }
+
+    /// Offset in the input of `buf[at]`.
+    fn offset_of(&self, at: usize) -> u64 {
+        self.bytes - (self.end - at) as u64
     }
 
     /// Drop bytes up to and including the next newline. False at the end.

@@ -13,6 +13,7 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+pub mod blame;
 pub mod merge_requests;
 pub mod releases;
 
@@ -105,6 +106,8 @@ pub struct State {
     pub base_url: String,
     /// Merge requests, discussions, files, labels (`fake_gitlab/merge_requests.rs`).
     pub mr: merge_requests::MrStore,
+    /// Blame of repository files (`fake_gitlab/blame.rs`).
+    pub blame: blame::BlameStore,
 }
 
 /// A running fake GitLab; stops when dropped.
@@ -143,6 +146,7 @@ impl FakeGitLab {
             link_only_host: None,
             base_url: url.clone(),
             mr: Default::default(),
+            blame: Default::default(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -486,6 +490,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         return message(404, "404 Project Not Found");
     };
     if let Some(answer) = releases::route(s, &project, request, rest) {
+        return answer;
+    }
+    if let Some(answer) = blame::route(s, &project, request, rest) {
         return answer;
     }
     let write = request.method != "GET";
