@@ -281,6 +281,9 @@ mod tests {
             config.races.labels.as_deref(),
             Some(&["race condition".to_owned()][..])
         );
+        assert_eq!(config.races.max_new_issues, Some(20));
+        assert_eq!(config.races.blame, Some(true));
+        assert_eq!(config.races.source_prefixes, ["/home/ci/restorepoint/"]);
         assert_eq!(config.tag_library.gitlab_release, Some(true));
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));
