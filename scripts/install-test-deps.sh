@@ -4,6 +4,9 @@
 # smart-HTTP remote), curl (a plain client of the release API), procps
 # (kill), and pkg-config + OpenSSL headers for git2's https support.
 # Feature areas add theirs in .ci/apt-packages.d/*.txt, one package a line.
+# Then gitlab-emulator into a virtual environment (install-gitlab-emulator.sh).
+# Then the npm packages of the browser test (tests/browser, playwright-core
+# driving Debian's chromium; it never downloads a browser of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +23,23 @@ missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing test dependencies: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "installing test dependencies: ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# npm ci only when the lock file changed since the last install.
+browser=tests/browser
+if [ -f "$browser/package-lock.json" ]; then
+  stamp="$browser/node_modules/.package-lock.json"
+  if [ ! -f "$stamp" ] || [ "$browser/package-lock.json" -nt "$stamp" ]; then
+    echo "installing browser test packages (npm ci in $browser)" >&2
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$browser" --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+fi
+
+# gitlab-emulator (PyPI) for the CI template tests, in a virtual environment.
+scripts/install-gitlab-emulator.sh

@@ -12,7 +12,7 @@ use crate::gitlab::{GitLab, PROJECT_PLACEHOLDER};
 use crate::ops::races::{
     Action, BlameRequest, DEFAULT_MAX_NEW_ISSUES, FileRacesRequest, FiledRace, Notice, file_races,
 };
-use crate::output::{Printer, Progress};
+use crate::output::{Printer, Progress, SummaryLine, summary_of};
 use crate::races::Scan;
 use crate::races::input::KEPT_TEXT_BUDGET;
 use crate::races::input::expand_inputs;
@@ -91,6 +91,10 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
         .max_new_issues
         .unwrap_or(DEFAULT_MAX_NEW_ISSUES);
 
+    let section = printer.section(
+        "scan_races",
+        "scan-races: reading logs, filing races in GitLab",
+    );
     let (scan, unreadable) = read_inputs(&args.paths, &host, &printer)?;
     let mut result = ScanResult {
         files: scan.files,
@@ -155,7 +159,11 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
             .collect();
     }
 
+    drop(section);
     printer.result(&result, |out| render_human(out, &result))?;
+    printer.summary(summary_of(SummaryLine::Last, |out| {
+        render_human(out, &result)
+    }));
 
     if !unreadable.is_empty() {
         anyhow::bail!(

@@ -17,7 +17,7 @@
 
 mod types;
 
-pub use types::{Attachment, Contact, Conversation, Ticket};
+pub use types::{Agent, AgentContact, Attachment, Contact, Conversation, Ticket};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,6 +34,7 @@ use serde_json::json;
 use crate::error::UsageError;
 use crate::gitlab::{PlannedWrite, Written};
 use crate::http::retry::{self, Attempt, Outcome};
+use crate::http::tls::{self, TrustStore};
 use crate::http::{RawResponse, RetryPolicy, may_have_arrived, same_origin, transport_reason};
 use crate::settings::Secret;
 
@@ -96,6 +97,9 @@ impl FreshdeskError {
                 "check the ticket number and that it exists at {}",
                 self.base_url
             )),
+            None if tls::is_untrusted_certificate(&self.message) => {
+                Some(tls::UNTRUSTED_HINT.to_owned())
+            }
             None => Some(format!(
                 "is Freshdesk reachable at {}? (freshdesk.domain or freshdesk.url)",
                 self.base_url
@@ -179,9 +183,11 @@ impl Freshdesk {
         api_key: &Secret,
         key_source: &str,
         retry: RetryPolicy,
+        trust: &TrustStore,
     ) -> Result<Self> {
         let base_url = normalize_base_url(base_url)?;
         let agent = ureq::Agent::config_builder()
+            .tls_config(trust.tls_config()?)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -190,6 +196,7 @@ impl Freshdesk {
             .build()
             .new_agent();
         let downloads = ureq::Agent::config_builder()
+            .tls_config(trust.tls_config()?)
             .http_status_as_error(false)
             .max_redirects(5)
             .timeout_connect(Some(Duration::from_secs(10)))
@@ -252,6 +259,12 @@ impl Freshdesk {
     /// API's `attachment_url` expires within minutes).
     pub fn attachment_page_url(&self, attachment: u64) -> String {
         format!("{}/helpdesk/attachments/{attachment}", self.base_url)
+    }
+
+    /// The agent the API key belongs to: the cheapest read that proves
+    /// Freshdesk answers and takes the key.
+    pub fn me(&self) -> Result<Agent> {
+        self.get(None, "agents/me")
     }
 
     /// The ticket with its requester.
@@ -369,7 +382,7 @@ impl Freshdesk {
             );
         }
         let what = format!("attachment {} ({})", attachment.id, attachment.name);
-        let label = format!("GET {what}");
+        let label = format!("Freshdesk ticket {ticket}: GET {what}");
         let mut attempt = || -> Result<Attempt<Fetched>> {
             // A pre-signed URL carries its own authorisation; the API key is
             // sent only when the attachment is served by Freshdesk itself.
@@ -379,6 +392,12 @@ impl Freshdesk {
             }
             let mut response = match request.call() {
                 Ok(response) => response,
+                Err(err) if tls::is_tls_failure(&err) => {
+                    anyhow::bail!(
+                        "Freshdesk ticket {ticket}: downloading {what} failed: {}",
+                        transport_reason(&err)
+                    )
+                }
                 Err(err) => {
                     return Ok(Attempt::Retry {
                         reason: transport_reason(&err),
@@ -533,7 +552,7 @@ impl Freshdesk {
         body: Option<&serde_json::Value>,
         applied: &mut dyn FnMut() -> Result<bool>,
     ) -> Result<RawResponse> {
-        let label = format!("{} {path}", method.as_str());
+        let label = format!("Freshdesk {} /api/v2/{path}", method.as_str());
         let outcome = retry::run(
             &self.retry,
             &label,
@@ -587,6 +606,13 @@ impl Freshdesk {
         };
         let mut response = match result {
             Ok(response) => response,
+            Err(err) if tls::is_tls_failure(&err) => {
+                return Ok(Attempt::Done(RawResponse {
+                    status: 0,
+                    headers: Vec::new(),
+                    body: transport_reason(&err),
+                }));
+            }
             Err(err) => {
                 return Ok(Attempt::Retry {
                     reason: transport_reason(&err),
@@ -806,6 +832,7 @@ mod tests {
             &Secret::new("fd-key-123456"),
             "RP_FRESHDESK_API_KEY",
             RetryPolicy::default(),
+            &TrustStore::new(None, None, Vec::new()),
         )
         .unwrap();
         let debug = format!("{client:?}");

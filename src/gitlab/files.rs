@@ -30,7 +30,7 @@ impl GitLab {
         if self.is_offline() {
             return Err(self.offline_read(&path));
         }
-        match self.request(Method::Get, &path, None, &mut || Ok(false)) {
+        match self.request(Method::Get, &path, super::Payload::None, &mut || Ok(false)) {
             Ok(response) => Ok(FileContent::Found(response.body)),
             Err(err) => match err.downcast_ref::<ApiError>() {
                 Some(api) if api.status == Some(404) => {

@@ -134,3 +134,34 @@ impl GitLab {
         )
     }
 }
+
+impl GitLab {
+    /// Add a note whose body contains `marker`; an `internal` note is seen
+    /// only by project members (GitLab 15.6+; older versions ignore it).
+    pub fn create_issue_note_visible(
+        &self,
+        project: &str,
+        iid: u64,
+        body: &str,
+        marker: &str,
+        internal: bool,
+    ) -> Result<Written<Note>> {
+        if !internal {
+            return self.create_issue_note(project, iid, body, marker);
+        }
+        let path = format!("{}/issues/{iid}/notes", Self::project_path(project));
+        let summary = format!("internal note of {} characters", body.chars().count());
+        self.write(
+            Method::Post,
+            &path,
+            &json!({ "body": body, "internal": true }),
+            &summary,
+            || {
+                Ok(self
+                    .issue_notes(project, iid)?
+                    .into_iter()
+                    .find(|note| note.body.contains(marker)))
+            },
+        )
+    }
+}

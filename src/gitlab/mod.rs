@@ -24,15 +24,19 @@ mod blame;
 mod commits;
 mod discussions;
 mod files;
+mod instance;
 mod issues;
 mod merge_requests;
 mod projects;
 mod releases;
 mod types;
+mod uploads;
+mod users;
 
 pub use blame::{BlameCommit, BlameRange};
 pub use commits::History;
 pub use files::FileContent;
+pub use instance::{InstanceVersion, TokenInfo};
 pub use issues::NewIssue;
 pub use projects::is_status;
 pub use releases::{Release, ReleaseWrite};
@@ -41,6 +45,7 @@ pub use types::{
 };
 // Dry-run types are shared with the git client; they live in `planned`.
 pub use crate::planned::{PlannedWrite, Written};
+pub use uploads::Upload;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -197,6 +202,15 @@ enum Mode {
     Offline(Arc<Mutex<Vec<PlannedWrite>>>),
 }
 
+/// What a request carries.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    None,
+    Json(&'a serde_json::Value),
+    /// A file, as the `file` part of a multipart form (uploads).
+    File(&'a uploads::FilePart<'a>),
+}
+
 /// Characters escaped in one path segment: everything but unreserved ones,
 /// so `group/sub/project` becomes `group%2Fsub%2Fproject`.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -223,6 +237,8 @@ pub struct GitLab {
     retry: RetryPolicy,
     on_retry: Arc<dyn Fn(&str) + Send + Sync>,
     mode: Mode,
+    /// The token's own user, once read (see `users.rs`); shared by clones.
+    me: Arc<std::sync::OnceLock<User>>,
 }
 
 impl Clone for GitLab {
@@ -237,6 +253,7 @@ impl Clone for GitLab {
             retry: self.retry,
             on_retry: self.on_retry.clone(),
             mode: self.mode.clone(),
+            me: self.me.clone(),
         }
     }
 }
@@ -274,6 +291,7 @@ impl GitLab {
             retry,
             on_retry: Arc::new(|_| {}),
             mode: Mode::Live,
+            me: Arc::default(),
         })
     }
 
@@ -289,6 +307,7 @@ impl GitLab {
             retry: RetryPolicy::default(),
             on_retry: Arc::new(|_| {}),
             mode: Mode::Offline(Arc::default()),
+            me: Arc::default(),
         }
     }
 
@@ -370,7 +389,7 @@ impl GitLab {
         if self.is_offline() {
             return Err(self.offline_read(path));
         }
-        let response = self.request(Method::Get, path, None, &mut || Ok(false))?;
+        let response = self.request(Method::Get, path, Payload::None, &mut || Ok(false))?;
         parse(Method::Get, path, &response)
     }
 
@@ -388,7 +407,8 @@ impl GitLab {
             if pages > 10_000 {
                 anyhow::bail!("GET {path}: more than 10000 pages, giving up");
             }
-            let response = self.request(Method::Get, &page_path, None, &mut || Ok(false))?;
+            let response =
+                self.request(Method::Get, &page_path, Payload::None, &mut || Ok(false))?;
             let mut page: Vec<T> = parse(Method::Get, &page_path, &response)?;
             let got = page.len();
             items.append(&mut page);
@@ -436,13 +456,25 @@ impl GitLab {
         path: &str,
         body: &serde_json::Value,
         summary: &str,
+        recover: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<Written<T>> {
+        self.write_payload(method, path, Payload::Json(body), summary, recover)
+    }
+
+    /// [`GitLab::write`] with any payload (a JSON body or a file).
+    fn write_payload<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload<'_>,
+        summary: &str,
         mut recover: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Written<T>> {
         if self.plan(method, path, summary) {
             return Ok(Written::Planned);
         }
         let mut recovered = None;
-        let response = self.request(method, path, Some(body), &mut || {
+        let response = self.request(method, path, payload, &mut || {
             recovered = recover()?;
             Ok(recovered.is_some())
         })?;
@@ -464,7 +496,7 @@ impl GitLab {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        payload: Payload<'_>,
         applied: &mut dyn FnMut() -> Result<bool>,
     ) -> Result<RawResponse> {
         let label = format!("{} {path}", method.as_str());
@@ -473,7 +505,7 @@ impl GitLab {
             &label,
             method != Method::Get,
             &*self.on_retry,
-            &mut || self.attempt(method, path, body),
+            &mut || self.attempt(method, path, payload),
             applied,
         )?;
         match outcome {
@@ -501,7 +533,7 @@ impl GitLab {
         &self,
         method: Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        payload: Payload<'_>,
     ) -> Result<Attempt<RawResponse>> {
         let url = format!("{}/{}", self.api, path.trim_start_matches('/'));
         let mut redirects = 0;
@@ -516,8 +548,17 @@ impl GitLab {
                     } else {
                         self.agent.put(&url)
                     };
-                    let body = body.cloned().unwrap_or(serde_json::Value::Null);
-                    self.authorize(builder).send_json(body)
+                    match payload {
+                        Payload::None => self.authorize(builder).send_json(serde_json::Value::Null),
+                        Payload::Json(body) => self.authorize(builder).send_json(body),
+                        Payload::File(part) => {
+                            let mut form = part.form()?;
+                            self.authorize(builder)
+                                .header("Content-Type", form.content_type.as_str())
+                                .header("Content-Length", form.len.to_string())
+                                .send(ureq::SendBody::from_reader(&mut form.body))
+                        }
+                    }
                 }
             };
             let mut response = match result {

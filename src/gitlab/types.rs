@@ -28,6 +28,8 @@ pub struct Issue {
     pub labels: Vec<String>,
     pub web_url: String,
     #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
     pub references: Option<References>,
 }
 

@@ -11,6 +11,7 @@
 //! their domain (`races/`, `git/version.rs`, `release/`), not here.
 //!
 //! - [`check_versions`]: the version check of a merge request (`check-versions`, the webhook).
+//! - [`escalate`]: a Freshdesk ticket into one GitLab issue, linked both ways (`escalate`, `serve`'s escalation endpoint).
 //! - [`publish_release`]: storing a received release artifact and running its script (`serve`'s release route).
 //! - [`races`]: filing races as GitLab issues (`scan-races`).
 //! - [`release_upload`]: sending a release artifact to a receiver, with retries (`release upload`).
@@ -18,6 +19,8 @@
 //! - [`transition_issues`]: moving referenced issues along the workflow (`transition-issues`, the webhook).
 
 pub mod check_versions;
+pub mod doctor;
+pub mod escalate;
 pub mod publish_release;
 pub mod races;
 pub mod release_upload;

@@ -4,7 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod escalation;
+pub mod fake_freshdesk;
 pub mod fake_gitlab;
+pub mod gle;
+pub mod proxy;
 pub mod release;
 pub mod tls;
 
