@@ -648,3 +648,43 @@ fn the_own_tag_job_tags_the_version_cargo_toml_names() {
     assert_eq!(lib.server_tags(), ["v0.1.0", "v0.2.0"], "{}", run.log);
     assert_eq!(gitlab.releases(PROJECT_ID).len(), 1);
 }
+
+/// A project that forgot RP_GITLAB_TOKEN: the MR job has only the job
+/// token, fails, and its log says which token to set; nothing is written.
+#[test]
+fn merge_request_job_with_only_the_job_token_fails_saying_what_to_set() {
+    let Some(gle) = gle::find() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (home, checkout) = (dir.path().join("home"), dir.path().join("checkout"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::fs::write(checkout.join("rp-devops.yml"), WORKFLOW).unwrap();
+    let project = Project::new(&checkout, MR_PIPELINE);
+    let gitlab = FakeGitLab::start();
+    gitlab.put_file(PROJECT_ID, "fix/crash", "VERSION", "5.3.1\n");
+    gitlab.put_file(PROJECT_ID, "release/5.4", "VERSION", "5.4.0\n");
+    let iid = gitlab.add_mr(NewMr {
+        source_branch: "fix/crash".into(),
+        target_branch: "release/5.4".into(),
+        ..NewMr::default()
+    });
+    let mr_iid = iid.to_string();
+    let base = ci_vars(&gitlab);
+    let vars = with(
+        &base,
+        &[
+            ("CI_PIPELINE_SOURCE", "merge_request_event"),
+            ("CI_MERGE_REQUEST_IID", &mr_iid),
+        ],
+    );
+    let run = project.run(&gle, &home, "check-versions", &vars);
+    assert!(!run.success, "{}", run.log);
+    assert!(run.log.contains("CI_JOB_TOKEN"), "{}", run.log);
+    assert!(run.log.contains("`api` scope"), "{}", run.log);
+    assert!(
+        !run.log.contains(JOB_TOKEN),
+        "the token leaked: {}",
+        run.log
+    );
+    assert!(gitlab.mr(iid).discussions.is_empty());
+}
