@@ -2,12 +2,14 @@
 //!
 //! Pure logic only (no I/O, no HTTP): which names may become paths, which
 //! metadata keys may become shell variables, how values are quoted in the
-//! `FILENAME.env` file, and how a `--meta-file` is read. The wire format's
-//! client half is [`upload`], the publication rules are [`publish`], the
+//! `FILENAME.env` file, and how a `--meta-file` is read; the artifact's MD5
+//! both ends compute is [`digest`]. The wire format's client half is
+//! [`upload`], the publication rules are [`publish`], the
 //! script runner is [`script`]. The procedures that use them are
 //! `ops::release_upload` and `ops::publish_release`; the HTTP receiver is
 //! `serve::release`.
 
+pub mod digest;
 pub mod publish;
 pub mod script;
 pub mod upload;

@@ -16,8 +16,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
-
+use super::digest::Md5Hasher;
 use super::{
     CI_DEFAULTS, FIELD_FILE, FIELD_MD5, FIELD_PRODUCT, META_VERSION, ROUTE, is_valid_meta_key,
     is_valid_meta_value, is_valid_name, meta_key_rule, name_rule,
@@ -246,7 +245,7 @@ impl MultipartLayout {
         UploadBody {
             layout: self,
             file,
-            hasher: Md5::new(),
+            hasher: Md5Hasher::new(),
             stage: Stage::Preamble(0),
             file_left: self.file_len,
             md5: None,
@@ -267,7 +266,7 @@ enum Stage {
 pub struct UploadBody<'a, R> {
     layout: &'a MultipartLayout,
     file: R,
-    hasher: Md5,
+    hasher: Md5Hasher,
     stage: Stage,
     file_left: u64,
     md5: Option<String>,
@@ -319,7 +318,13 @@ impl<R: Read> Read for UploadBody<'_, R> {
                 }
                 Stage::File => {
                     if self.file_left == 0 {
-                        let md5 = super::hex(&std::mem::take(&mut self.hasher).finalize());
+                        let md5 = match std::mem::take(&mut self.hasher).finish_hex() {
+                            Ok(md5) => md5,
+                            Err(e) => {
+                                self.file_error = true;
+                                return Err(e.into());
+                            }
+                        };
                         self.stage = Stage::Epilogue(self.layout.epilogue(&md5), 0);
                         self.md5 = Some(md5);
                         continue;
@@ -463,6 +468,10 @@ impl std::fmt::Display for SendError {
     }
 }
 
+/// The size of the writes an upload is sent in: large, so sending costs few
+/// system calls (ureq's default is 128 KiB).
+const SEND_BUFFER: usize = 1024 * 1024;
+
 /// The HTTP agent for uploads and status queries: no redirects (the secret
 /// never goes elsewhere), no overall timeout (a 5 GB upload takes what it
 /// takes, and the answer waits for the release script), the shared trust
@@ -471,6 +480,7 @@ pub fn agent(tls: TlsConfig) -> ureq::Agent {
     ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .output_buffer_size(SEND_BUFFER)
             .max_redirects(0)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_global(None)
@@ -497,8 +507,10 @@ impl Attempt<'_> {
         let file = File::open(self.file).map_err(SendError::File)?;
         let len = file.metadata().map_err(SendError::File)?.len();
         let layout = MultipartLayout::new(self.product, self.meta, self.file_name, len);
-        // 64 KiB reads keep syscalls few without holding much in memory.
-        let mut body = layout.body(io::BufReader::with_capacity(64 * 1024, file), progress);
+        // ureq reads the body straight into its output buffer, one read per
+        // write to the socket, so the file is read, hashed and sent in
+        // pieces of that size; no buffering of our own.
+        let mut body = layout.body(file, progress);
         let result = self
             .agent
             .post(self.url)
@@ -648,6 +660,7 @@ pub fn is_retryable_status(status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::{Digest, Md5};
 
     fn meta() -> BTreeMap<String, String> {
         BTreeMap::from([

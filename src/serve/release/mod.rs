@@ -18,7 +18,7 @@
 //!   and a second upload of a version in progress is refused, all as soon as
 //!   the form says enough, before a large file streams in;
 //! - the artifact streams to a temporary file in the release directory while
-//!   a blocking thread hashes and writes it; at no point is it held in
+//!   two blocking threads hash and write it; at no point is it held in
 //!   memory;
 //! - once an artifact is received, publishing it happens on the blocking
 //!   pool as a tracked task that neither a client hang-up nor SIGTERM
