@@ -57,6 +57,15 @@ pub struct RacesConfig {
     pub project: Option<String>,
     /// Reopen a closed issue whose race shows up again (default true).
     pub reopen_closed: Option<bool>,
+    /// New issues one run may create (default 20); the rest are reported.
+    pub max_new_issues: Option<usize>,
+    /// Name the commits that last changed each new race's lines (default
+    /// true when a GitLab project is configured).
+    pub blame: Option<bool>,
+    /// Build directories stripped from frame paths to find them in the
+    /// repository.
+    #[serde(default)]
+    pub source_prefixes: Vec<String>,
 }
 
 /// `tag-library` (SPEC §5).
@@ -421,6 +430,9 @@ mod tests {
             config.races.labels.as_deref(),
             Some(&["race condition".to_owned()][..])
         );
+        assert_eq!(config.races.max_new_issues, Some(20));
+        assert_eq!(config.races.blame, Some(true));
+        assert_eq!(config.races.source_prefixes, ["/home/ci/restorepoint/"]);
         assert_eq!(config.tag_library.gitlab_release, Some(true));
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));

@@ -20,6 +20,7 @@
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
+mod blame;
 mod commits;
 mod discussions;
 mod files;
@@ -32,6 +33,7 @@ mod types;
 mod uploads;
 mod users;
 
+pub use blame::{BlameCommit, BlameRange};
 pub use commits::History;
 pub use files::FileContent;
 pub use instance::{InstanceVersion, TokenInfo};

@@ -13,6 +13,7 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+pub mod blame;
 pub mod instance;
 pub mod merge_requests;
 pub mod packages;
@@ -115,6 +116,8 @@ pub struct State {
     /// Merge requests, discussions, files, labels (`fake_gitlab/merge_requests.rs`).
     pub mr: merge_requests::MrStore,
     pub uploads: uploads::Uploads,
+    /// Blame of repository files (`fake_gitlab/blame.rs`).
+    pub blame: blame::BlameStore,
 }
 
 /// A running fake GitLab; stops when dropped.
@@ -154,6 +157,7 @@ impl FakeGitLab {
             base_url: url.clone(),
             mr: Default::default(),
             uploads: uploads::Uploads::default(),
+            blame: Default::default(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -511,6 +515,9 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         return answer;
     }
     if let Some(answer) = packages::route(s, &project, request, rest) {
+        return answer;
+    }
+    if let Some(answer) = blame::route(s, &project, request, rest) {
         return answer;
     }
     let write = request.method != "GET";
