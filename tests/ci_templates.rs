@@ -277,7 +277,7 @@ fn release_job_publishes_the_artifact_on_the_receiver() {
 }
 
 #[test]
-fn scan_races_job_files_one_issue_per_race_and_notes_on_rerun() {
+fn scan_races_job_files_one_issue_per_race_and_notes_new_sightings_only() {
     let Some(gle) = gle::find() else { return };
     let gitlab = FakeGitLab::start();
     let dir = tempfile::tempdir().unwrap();
@@ -322,7 +322,10 @@ fn scan_races_job_files_one_issue_per_race_and_notes_on_rerun() {
         );
     }
 
-    // The next scheduled run on the same logs: no new issue, a note on each.
+    let notes =
+        |gitlab: &FakeGitLab| -> usize { gitlab.issues().iter().map(|i| i.notes.len()).sum() };
+
+    // The next scheduled run on the same logs: nothing new anywhere.
     project
         .run(&gle, &home, "scan-races", &vars)
         .assert_success();
@@ -332,10 +335,31 @@ fn scan_races_job_files_one_issue_per_race_and_notes_on_rerun() {
             .as_array()
             .expect("races")
             .iter()
-            .all(|r| r["action"] == "commented"),
+            .all(|r| r["action"] == "already-noted"),
         "{again}"
     );
     assert_eq!(gitlab.issues().len(), issues.len());
+    assert_eq!(notes(&gitlab), 0);
+
+    // A new day's log with a known race: a note on its issue, no new issue.
+    std::fs::copy(
+        fixture("races/cache.log"),
+        checkout.join("logs/cache-day-2.log"),
+    )
+    .unwrap();
+    project
+        .run(&gle, &home, "scan-races", &vars)
+        .assert_success();
+    let third = read_json(&checkout.join("scan-races.json"));
+    let commented = third["races"]
+        .as_array()
+        .expect("races")
+        .iter()
+        .filter(|r| r["action"] == "commented")
+        .count();
+    assert!(commented >= 1, "{third}");
+    assert_eq!(gitlab.issues().len(), issues.len());
+    assert_eq!(notes(&gitlab), commented);
 }
 
 fn read_json(path: &Path) -> Value {
