@@ -4,6 +4,7 @@
 # smart-HTTP remote), curl (a plain client of the release API), procps
 # (kill), and pkg-config + OpenSSL headers for git2's https support.
 # Feature areas add theirs in .ci/apt-packages.d/*.txt, one package a line.
+# Then gitlab-emulator into a virtual environment (install-gitlab-emulator.sh).
 # Then the npm packages of the browser test (tests/browser, playwright-core
 # driving Debian's chromium; it never downloads a browser of its own).
 set -euo pipefail
@@ -39,3 +40,6 @@ if [ -f "$browser/package-lock.json" ]; then
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix "$browser" --no-audit --no-fund --loglevel=error >/dev/null
   fi
 fi
+
+# gitlab-emulator (PyPI) for the CI template tests, in a virtual environment.
+scripts/install-gitlab-emulator.sh

@@ -41,6 +41,47 @@ pub enum Command {
     CheckVersions(commands::check_versions::CheckVersionsArgs),
     TransitionIssues(commands::transition_issues::TransitionIssuesArgs),
     Escalate(commands::escalate::EscalateArgs),
+    Doctor(commands::doctor::DoctorArgs),
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the manual page, or write one per command
+    Man(commands::completions::ManArgs),
+}
+
+/// `docs/cli-reference.md`: every command's `--help`, generated from the
+/// same definitions as the binary's help (a test keeps the file in step).
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory;
+    // A fixed width, so the file is the same whatever terminal runs the test.
+    let mut command = Cli::command().term_width(100);
+    command.build();
+    let mut out = String::from(
+        "# rp-devops command-line reference\n\n\
+         Generated from the command definitions (`cargo test --test cli` checks it; \
+         `RP_UPDATE_DOCS=1 cargo test --test cli` rewrites it). Shell completions: \
+         `rp-devops completions bash|zsh|fish`; manual pages: `rp-devops man`.\n",
+    );
+    reference_section(&mut command, "rp-devops", &mut out);
+    out
+}
+
+fn reference_section(command: &mut clap::Command, path: &str, out: &mut String) {
+    let level = "#".repeat(path.split(' ').count().min(4) + 1);
+    let help = command.render_long_help().to_string();
+    out.push_str(&format!(
+        "\n{level} `{path}`\n\n```text\n{}\n```\n",
+        help.trim_end()
+    ));
+    let names: Vec<String> = command
+        .get_subcommands()
+        .filter(|c| c.get_name() != "help")
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    for name in names {
+        if let Some(sub) = command.find_subcommand_mut(&name) {
+            let mut sub = sub.clone().bin_name(format!("{path} {name}"));
+            reference_section(&mut sub, &format!("{path} {name}"), out);
+        }
+    }
 }
 
 /// Flags every command accepts (SPEC §2).

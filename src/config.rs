@@ -35,6 +35,8 @@ pub struct Config {
     pub webhook: Option<WebhookConfig>,
     pub freshdesk: Option<FreshdeskConfig>,
     pub escalation_endpoint: Option<EscalationEndpointConfig>,
+    #[serde(default)]
+    pub serve: ServeConfig,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +57,15 @@ pub struct RacesConfig {
     pub project: Option<String>,
     /// Reopen a closed issue whose race shows up again (default true).
     pub reopen_closed: Option<bool>,
+    /// New issues one run may create (default 20); the rest are reported.
+    pub max_new_issues: Option<usize>,
+    /// Name the commits that last changed each new race's lines (default
+    /// true when a GitLab project is configured).
+    pub blame: Option<bool>,
+    /// Build directories stripped from frame paths to find them in the
+    /// repository.
+    #[serde(default)]
+    pub source_prefixes: Vec<String>,
 }
 
 /// `tag-library` (SPEC §5).
@@ -121,8 +132,53 @@ pub struct ReleaseConfig {
     pub secret_env: String,
     #[serde(default = "default_max_size", deserialize_with = "byte_size")]
     pub max_size: u64,
+    /// Metadata fields one upload may carry (413 above).
+    #[serde(default = "default_max_fields")]
+    pub max_fields: usize,
     #[serde(default)]
     pub products: BTreeMap<String, ProductConfig>,
+}
+
+/// `serve` itself (SPEC §3, §10).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on; `--listen` and `RP_LISTEN` win.
+    pub listen: Option<String>,
+    /// PEM certificate chain and private key: serve HTTPS without a proxy.
+    /// Relative paths are relative to the config file.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Open connections at most; past it the oldest idle one is closed.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// How long the body of a rejected request is read and discarded.
+    #[serde(default = "default_linger", deserialize_with = "duration")]
+    pub linger: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: default_max_connections(),
+            linger: default_linger(),
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_linger() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_max_fields() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +329,15 @@ impl Config {
         if let Some(pattern) = &self.versions.pattern {
             VersionSource::pattern(pattern)?;
         }
+        if self.serve.tls_cert.is_some() != self.serve.tls_key.is_some() {
+            return Err("serve.tls_cert and serve.tls_key go together: set both or neither".into());
+        }
+        if self.serve.max_connections == 0 {
+            return Err("serve.max_connections must be at least 1".into());
+        }
+        if self.release.as_ref().is_some_and(|r| r.max_fields == 0) {
+            return Err("release.max_fields must be at least 1".into());
+        }
         let workflow = &self.workflow;
         for label in &workflow.labels {
             if label.trim().is_empty() || label.contains(',') {
@@ -330,13 +395,57 @@ impl Config {
         let text = std::fs::read_to_string(path).map_err(|e| {
             UsageError::new(format!("cannot read config file {}: {e}", path.display()))
         })?;
-        Self::parse(&text, path)
+        let mut config = Self::parse(&text, path)?;
+        config.resolve_relative_paths(path.parent().unwrap_or(Path::new("")));
+        Ok(config)
+    }
+
+    /// Relative `release.products.*.script` paths are relative to the
+    /// directory of the config file that names them, not to wherever the
+    /// server happens to be started from.
+    fn resolve_relative_paths(&mut self, base: &Path) {
+        let Some(release) = &mut self.release else {
+            return;
+        };
+        for product in release.products.values_mut() {
+            if let Some(script) = &mut product.script {
+                if script.is_relative() {
+                    *script = base.join(&*script);
+                }
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_script_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/rp-devops.yml");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            "release:\n  dir: /srv/releases\n  products:\n    \
+             a:\n      script: scripts/a.sh\n    \
+             b:\n      script: /opt/b.sh\n    \
+             c: {}\n",
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        let products = config.release.unwrap().products;
+        assert_eq!(
+            products["a"].script.as_deref(),
+            Some(dir.path().join("etc/scripts/a.sh").as_path())
+        );
+        assert_eq!(
+            products["b"].script.as_deref(),
+            Some(Path::new("/opt/b.sh"))
+        );
+        assert_eq!(products["c"].script, None);
+    }
 
     #[test]
     fn a_secret_pasted_into_an_env_key_is_refused_and_never_repeated() {
@@ -409,6 +518,9 @@ mod tests {
             config.races.labels.as_deref(),
             Some(&["race condition".to_owned()][..])
         );
+        assert_eq!(config.races.max_new_issues, Some(20));
+        assert_eq!(config.races.blame, Some(true));
+        assert_eq!(config.races.source_prefixes, ["/home/ci/restorepoint/"]);
         assert_eq!(config.tag_library.gitlab_release, Some(true));
         let release = config.release.unwrap();
         assert!(release.products.contains_key("restorepoint"));
@@ -423,6 +535,32 @@ mod tests {
         assert_eq!(config.workflow.labels.len(), 5);
         let webhook = config.webhook.unwrap();
         assert_eq!(webhook.secret_env, "RP_WEBHOOK_SECRET");
+        assert_eq!(config.serve.max_connections, 1024);
+        assert_eq!(config.serve.linger, Duration::from_secs(30));
+        assert!(config.serve.tls_cert.is_some() && config.serve.tls_key.is_some());
+    }
+
+    #[test]
+    fn serve_keys_have_defaults_and_are_checked() {
+        let config = Config::parse("gitlab: {}\n", Path::new("c.yml")).unwrap();
+        assert_eq!(config.serve.max_connections, 1024);
+        assert_eq!(config.serve.linger, Duration::from_secs(30));
+        let config = Config::parse(
+            "serve:\n  linger: 5s\n  max_connections: 8\nrelease:\n  dir: /r\n  max_fields: 3\n",
+            Path::new("c.yml"),
+        )
+        .unwrap();
+        assert_eq!(config.serve.linger, Duration::from_secs(5));
+        assert_eq!(config.serve.max_connections, 8);
+        assert_eq!(config.release.unwrap().max_fields, 3);
+        for (text, key) in [
+            ("serve:\n  tls_cert: a.pem\n", "tls_key"),
+            ("serve:\n  max_connection: 8\n", "max_connection"),
+            ("serve:\n  max_connections: 0\n", "max_connections"),
+        ] {
+            let err = Config::parse(text, Path::new("c.yml")).unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -153,16 +153,25 @@ pub fn cause_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 /// Print the whole cause chain, one line per cause, and `hint` if there is
 /// one (the caller chooses the words: see `commands::hints`).
-pub fn report(err: &anyhow::Error, hint: Option<String>, out: &mut dyn Write) {
+/// `colour`: "error:" in red and "hint:" in green (a terminal, no `NO_COLOR`).
+pub fn report(err: &anyhow::Error, hint: Option<String>, colour: bool, out: &mut dyn Write) {
     let mut causes = err.chain();
     if let Some(first) = causes.next() {
-        let _ = writeln!(out, "error: {first}");
+        let _ = writeln!(
+            out,
+            "{} {first}",
+            crate::output::paint("error:", "31", colour)
+        );
     }
     for cause in causes {
         let _ = writeln!(out, "  caused by: {cause}");
     }
     if let Some(hint) = hint {
-        let _ = writeln!(out, "hint: {hint}");
+        let _ = writeln!(
+            out,
+            "{} {hint}",
+            crate::output::paint("hint:", "32", colour)
+        );
     }
 }
 

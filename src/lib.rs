@@ -15,6 +15,7 @@ pub mod ops;
 pub mod output;
 pub mod planned;
 pub mod races;
+pub mod redact;
 pub mod references;
 pub mod release;
 pub mod serve;
@@ -55,9 +56,15 @@ pub fn main() -> ExitStatus {
     match outcome {
         Ok(status) => status,
         Err(err) => {
+            use std::io::IsTerminal;
+            let colour = output::use_colour(
+                std::io::stderr().is_terminal(),
+                &settings::Env::from_process(),
+            );
             error::report(
                 &err,
                 commands::hints::hint(&err),
+                colour,
                 &mut std::io::stderr().lock(),
             );
             error::exit_status(&err)

@@ -3,6 +3,10 @@
 //! One place decides human or JSON output, how chatty stderr is, and how
 //! progress shows: an indicatif bar on a terminal, a few plain lines in CI
 //! logs. Commands never call `println!` themselves.
+//!
+//! Colour only on a terminal and never with `NO_COLOR` set; in a GitLab job
+//! (`CI` set) long phases are wrapped in collapsible log sections; every
+//! command has a one-line summary for a person reading a job log.
 
 use std::fmt::Display;
 use std::io::{IsTerminal, Write};
@@ -14,7 +18,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::gitlab::PlannedWrite;
-use crate::settings::Settings;
+use crate::settings::{Env, Settings};
 
 /// What stdout carries: a human rendering or exactly one JSON document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +32,75 @@ pub struct Printer {
     format: OutputFormat,
     verbosity: i8,
     stderr_is_terminal: bool,
+    /// Colour on stderr: a terminal, and no `NO_COLOR`.
+    colour: bool,
+    /// In a CI job (`CI` set): collapsible sections around long phases.
+    ci: bool,
+}
+
+/// Whether to colour a stream: only a terminal, never with `NO_COLOR` set
+/// to anything (<https://no-color.org>), never on a `dumb` terminal.
+pub fn use_colour(is_terminal: bool, env: &Env) -> bool {
+    is_terminal && env.get("NO_COLOR").is_none() && env.get("TERM") != Some("dumb")
+}
+
+/// `text` in an SGR colour (`31` red, `33` yellow, `32` green) when `on`.
+pub fn paint(text: &str, sgr: &str, on: bool) -> String {
+    if on {
+        format!("\x1b[{sgr}m{text}\x1b[0m")
+    } else {
+        text.to_owned()
+    }
 }
 
 impl Printer {
     pub fn new(settings: &Settings) -> Self {
+        let stderr_is_terminal = std::io::stderr().is_terminal();
         Self {
             format: settings.output,
             verbosity: settings.verbosity,
-            stderr_is_terminal: std::io::stderr().is_terminal(),
+            stderr_is_terminal,
+            colour: use_colour(stderr_is_terminal, &settings.env),
+            ci: settings.env.get("CI").is_some(),
+        }
+    }
+
+    /// Whether stdout may carry colour (human output on a terminal, no
+    /// `NO_COLOR`); decided like stderr's.
+    pub fn stdout_colour(&self, env: &Env) -> bool {
+        self.format == OutputFormat::Human && use_colour(std::io::stdout().is_terminal(), env)
+    }
+
+    /// A collapsible section of the job log around a long phase, closed when
+    /// the returned guard is dropped. Only in CI (`CI` set) and when stderr
+    /// is not a terminal; `name` is the section's id (`[a-z0-9_]`).
+    pub fn section(&self, name: &str, title: impl Display) -> Section {
+        if !self.ci || self.stderr_is_terminal || self.verbosity < 0 {
+            return Section { name: None };
+        }
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        eprintln!(
+            "\x1b[0Ksection_start:{}:{name}[collapsed=true]\r\x1b[0K{title}",
+            unix_now()
+        );
+        Section { name: Some(name) }
+    }
+
+    /// The command's one-line summary, for a person reading a job log. With
+    /// `--json` it goes to stderr (stdout holds the document, often
+    /// redirected to a file in CI); a human result carries it on stdout.
+    pub fn summary(&self, line: impl Display) {
+        if self.format == OutputFormat::Json && self.verbosity >= 0 {
+            eprintln!("{line}");
         }
     }
 
@@ -59,7 +124,7 @@ impl Printer {
 
     /// Always shown, even with `-q`.
     pub fn warn(&self, message: impl Display) {
-        eprintln!("warning: {message}");
+        eprintln!("{} {message}", paint("warning:", "33", self.colour));
     }
 
     /// A write that `--dry-run` did not make: method, path, a summary of the body.
@@ -130,6 +195,52 @@ impl Printer {
             }
         }
     }
+}
+
+/// Which line of a human rendering is the command's summary.
+#[derive(Debug, Clone, Copy)]
+pub enum SummaryLine {
+    First,
+    Last,
+}
+
+/// The summary line of a human rendering (for [`Printer::summary`]), so a
+/// command's summary is the very line its human output shows.
+pub fn summary_of(
+    pick: SummaryLine,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> String {
+    let mut buffer = Vec::new();
+    if render(&mut buffer).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&buffer);
+    let mut lines = text.lines().map(str::trim_end).filter(|l| !l.is_empty());
+    match pick {
+        SummaryLine::First => lines.next(),
+        SummaryLine::Last => lines.next_back(),
+    }
+    .unwrap_or_default()
+    .to_owned()
+}
+
+/// An open collapsible section of a GitLab job log; dropping it closes it.
+pub struct Section {
+    name: Option<String>,
+}
+
+impl Drop for Section {
+    fn drop(&mut self) {
+        if let Some(name) = &self.name {
+            eprintln!("\x1b[0Ksection_end:{}:{name}\r\x1b[0K", unix_now());
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Progress on stderr: a bar on a terminal, else a line at each quarter or

@@ -71,6 +71,13 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Every variable, sorted by name (for building a child's environment).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never print values: any of them may be a secret.
@@ -132,6 +139,26 @@ pub struct GitLabSettings {
     pub project_explicit: bool,
     /// Which CAs an https:// GitLab URL may be signed by.
     pub trust: TrustStore,
+    /// Where `url` came from, to tell a URL someone chose from one that a
+    /// file in the working directory chose.
+    pub url_source: UrlSource,
+}
+
+/// Where the GitLab URL came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UrlSource {
+    #[default]
+    None,
+    Flag,
+    /// A variable: `RP_GITLAB_URL` or `CI_SERVER_URL`.
+    Env(&'static str),
+    /// `gitlab.url` in a config file named by `--config` or
+    /// `RP_DEVOPS_CONFIG`.
+    NamedConfig(PathBuf),
+    /// `gitlab.url` in the `rp-devops.yml` that happened to be in the
+    /// working directory: whoever can write there decides where the token
+    /// goes.
+    FoundConfig(PathBuf),
 }
 
 impl GitLabSettings {
@@ -180,6 +207,41 @@ pub struct Settings {
     /// `RP_HTTP_RETRY_BASE`, e.g. `500ms`) and how long one request may take
     /// (`RP_HTTP_TIMEOUT`, e.g. `60s`).
     pub retry: RetryPolicy,
+    /// What resolving found worth telling (a token file others can read),
+    /// printed once before the command runs.
+    pub warnings: Vec<String>,
+    token_warning_shown: std::sync::atomic::AtomicBool,
+    /// Where each setting came from, for `doctor` (the token's source is in
+    /// [`GitLabToken::source`]).
+    pub origins: Origins,
+}
+
+/// Where a resolved setting came from: a flag, an environment variable, a
+/// config key or a default, in words a user can act on (`--gitlab-url`,
+/// `CI_SERVER_URL`, `gitlab.url in ./rp-devops.yml`).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    pub config: String,
+    pub gitlab_url: String,
+    pub project: String,
+    pub output: String,
+    pub dry_run: String,
+}
+
+impl fmt::Display for UrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlSource::None => f.write_str("unset"),
+            UrlSource::Flag => f.write_str("--gitlab-url"),
+            UrlSource::Env(name) => f.write_str(name),
+            UrlSource::NamedConfig(path) => write!(f, "gitlab.url in {}", path.display()),
+            UrlSource::FoundConfig(path) => write!(
+                f,
+                "gitlab.url in {} (found in the working directory)",
+                path.display()
+            ),
+        }
+    }
 }
 
 impl Settings {
@@ -193,6 +255,42 @@ impl Settings {
             .unwrap_or_else(|| "unknown-host".to_owned())
     }
 
+    /// A warning for when a token is about to be sent, outside CI (no `CI`
+    /// variable: a cron job, a person's shell), to a GitLab host that only
+    /// an `rp-devops.yml` found in the working directory names: whoever
+    /// can write that directory decides where the token goes. `None` when
+    /// there is no token, or the URL came from a flag, a variable or a
+    /// config file named on purpose.
+    pub fn token_destination_warning(&self, token_source: Option<&str>) -> Option<String> {
+        let UrlSource::FoundConfig(path) = &self.gitlab.url_source else {
+            return None;
+        };
+        if self.env.get("CI").is_some() {
+            return None;
+        }
+        let url = self.gitlab.url.as_deref()?;
+        let source = token_source?;
+        Some(format!(
+            "the token from {source} goes to {url}, which only {} (found in the working \
+             directory) names; pass --gitlab-url, set RP_GITLAB_URL, or name the config with \
+             --config or RP_DEVOPS_CONFIG if that is intended",
+            path.display()
+        ))
+    }
+
+    /// Print [`Settings::token_destination_warning`] for a token about to
+    /// be sent, once per run.
+    pub fn warn_token_destination(&self, printer: &Printer, token_source: Option<&str>) {
+        if let Some(warning) = self.token_destination_warning(token_source) {
+            if !self
+                .token_warning_shown
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                printer.warn(warning);
+            }
+        }
+    }
+
     /// The one factory of GitLab clients: live, or in dry-run mode planning
     /// its writes; with `--dry-run` and no GitLab URL at all, the offline
     /// client (nothing read, everything new). Retries are reported on stderr.
@@ -200,6 +298,10 @@ impl Settings {
         if self.dry_run && self.gitlab.url.is_none() {
             return Ok(GitLab::offline());
         }
+        self.warn_token_destination(
+            printer,
+            self.gitlab.token.as_ref().map(|t| t.source.as_str()),
+        );
         let warn = printer.clone();
         let client = GitLab::new(&self.gitlab, self.retry)?.on_retry(move |m| warn.warn(m));
         Ok(if self.dry_run {
@@ -211,6 +313,7 @@ impl Settings {
 
     /// Resolve the global flags, the environment and the config file.
     pub fn resolve(args: &GlobalOptions, env: Env, cwd: &Path) -> Result<Self> {
+        let config_named = args.config.is_some() || env.get("RP_DEVOPS_CONFIG").is_some();
         let config_path = match (&args.config, env.get("RP_DEVOPS_CONFIG")) {
             (Some(path), _) => Some(cwd.join(path)),
             (None, Some(path)) => Some(cwd.join(path)),
@@ -221,26 +324,80 @@ impl Settings {
             None => Config::default(),
         };
 
-        let url = args
+        let from_config = |url: &String| {
+            let path = config_path.clone().unwrap_or_default();
+            let source = if config_named {
+                UrlSource::NamedConfig(path)
+            } else {
+                UrlSource::FoundConfig(path)
+            };
+            (url.clone(), source)
+        };
+        let (url, url_source) = match args
             .gitlab_url
             .clone()
-            .or_else(|| env.get("RP_GITLAB_URL").map(str::to_owned))
-            .or_else(|| env.get("CI_SERVER_URL").map(str::to_owned))
-            .or_else(|| config.gitlab.url.clone())
-            .map(|u| normalize_url(&u))
-            .transpose()?;
+            .map(|u| (u, UrlSource::Flag))
+            .or_else(|| {
+                env.get("RP_GITLAB_URL")
+                    .map(|u| (u.to_owned(), UrlSource::Env("RP_GITLAB_URL")))
+            })
+            .or_else(|| {
+                env.get("CI_SERVER_URL")
+                    .map(|u| (u.to_owned(), UrlSource::Env("CI_SERVER_URL")))
+            })
+            .or_else(|| config.gitlab.url.as_ref().map(from_config))
+        {
+            Some((url, source)) => (Some(normalize_url(&url)?), source),
+            None => (None, UrlSource::None),
+        };
 
-        let token = resolve_token(args, &env, &config, cwd)?;
+        let mut warnings = Vec::new();
+        let token = resolve_token(args, &env, &config, cwd, &mut warnings)?;
         let trust = trust_store(&env, cwd);
 
-        let explicit = args
-            .project
-            .clone()
-            .or_else(|| env.get("RP_PROJECT").map(str::to_owned));
-        let project_explicit = explicit.is_some();
-        let project = explicit
-            .or_else(|| env.get("CI_PROJECT_ID").map(str::to_owned))
-            .or_else(|| config.gitlab.project.clone());
+        let in_config = |key: &str| match &config_path {
+            Some(path) => format!("{key} in {}", path.display()),
+            None => key.to_owned(),
+        };
+        let mut origins = Origins {
+            config: match (&args.config, env.get("RP_DEVOPS_CONFIG"), &config_path) {
+                (Some(_), _, _) => "--config".to_owned(),
+                (None, Some(_), _) => "RP_DEVOPS_CONFIG".to_owned(),
+                (None, None, Some(_)) => format!("./{DEFAULT_CONFIG_FILE} (found)"),
+                (None, None, None) => format!("none (no ./{DEFAULT_CONFIG_FILE})"),
+            },
+            gitlab_url: url_source.to_string(),
+            ..Origins::default()
+        };
+
+        let project_explicit = args.project.is_some() || env.get("RP_PROJECT").is_some();
+        let (project, project_origin) = first_of([
+            (args.project.clone(), "--project".to_owned()),
+            (
+                env.get("RP_PROJECT").map(str::to_owned),
+                "RP_PROJECT".to_owned(),
+            ),
+            (
+                env.get("CI_PROJECT_ID").map(str::to_owned),
+                "CI_PROJECT_ID".to_owned(),
+            ),
+            (config.gitlab.project.clone(), in_config("gitlab.project")),
+        ]);
+        origins.project = project_origin;
+        origins.output = match (args.output, env.get("RP_OUTPUT")) {
+            (Some(_), _) => "--output/--json",
+            (None, Some(_)) => "RP_OUTPUT",
+            (None, None) => "default",
+        }
+        .to_owned();
+        origins.dry_run = if args.dry_run {
+            "--dry-run"
+        } else if env.flag("RP_DRY_RUN") {
+            "RP_DRY_RUN"
+        } else {
+            "default"
+        }
+        .to_owned();
 
         let output = if let Some(format) = args.output {
             format
@@ -269,13 +426,89 @@ impl Settings {
                 project,
                 project_explicit,
                 trust,
+                url_source,
             },
             dry_run: args.dry_run || env.flag("RP_DRY_RUN"),
             output,
             verbosity,
             retry: retry_policy(&env)?,
             env,
+            warnings,
+            token_warning_shown: Default::default(),
+            origins,
         })
+    }
+}
+
+/// The first value that is set, and where it came from ("unset" for none).
+fn first_of<const N: usize>(candidates: [(Option<String>, String); N]) -> (Option<String>, String) {
+    candidates
+        .into_iter()
+        .find(|(value, _)| value.is_some())
+        .unwrap_or((None, "unset".to_owned()))
+}
+
+/// Every secret this program knows about: the variables that hold one and
+/// the values (see [`Settings::known_secrets`]).
+#[derive(Debug, Clone, Default)]
+pub struct KnownSecrets {
+    /// Names of variables holding a secret, set or not, sorted, each once.
+    pub names: Vec<String>,
+    /// The values that are set (including a token read from a file).
+    pub values: Vec<Secret>,
+}
+
+impl KnownSecrets {
+    /// A redactor for every value, in every spelling.
+    pub fn redactor(&self) -> crate::redact::Redactor {
+        crate::redact::Redactor::new(self.values.iter().map(Secret::expose))
+    }
+}
+
+/// Variables that hold a secret whatever the config says.
+const SECRET_VARIABLES: &[&str] = &[
+    "RP_GITLAB_TOKEN",
+    "GITLAB_TOKEN",
+    "CI_JOB_TOKEN",
+    "RP_GIT_TOKEN",
+    "RP_RELEASE_SECRET",
+    "RP_WEBHOOK_SECRET",
+    "RP_WEBHOOK_SIGNING_KEY",
+    "RP_ESCALATE_TOKEN",
+    "RP_FRESHDESK_API_KEY",
+];
+
+impl Settings {
+    /// Every secret rp-devops knows about: the GitLab token from whichever
+    /// source it came (a `--gitlab-token-file` included), `CI_JOB_TOKEN`,
+    /// `RP_GIT_TOKEN`, and the variables the config names for the GitLab
+    /// token, the release secret, the webhook's secret and signing key, the
+    /// escalation endpoint's token and the Freshdesk API key (with their
+    /// default names too). What a child process must not inherit and an
+    /// answer must not carry.
+    pub fn known_secrets(&self) -> KnownSecrets {
+        let config = &self.config;
+        let mut names: Vec<String> = SECRET_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
+        names.extend(config.gitlab.token_env.clone());
+        names.extend(config.release.as_ref().map(|r| r.secret_env.clone()));
+        if let Some(webhook) = &config.webhook {
+            names.push(webhook.secret_env.clone());
+            names.extend(webhook.signing_key_env.clone());
+        }
+        names.extend(
+            config
+                .escalation_endpoint
+                .as_ref()
+                .map(|e| e.token_env.clone()),
+        );
+        names.extend(config.freshdesk.as_ref().map(|f| f.api_key_env.clone()));
+        names.retain(|n| !n.trim().is_empty());
+        names.sort();
+        names.dedup();
+        let mut values: Vec<Secret> = names.iter().filter_map(|n| self.env.secret(n)).collect();
+        values.extend(self.gitlab.token.as_ref().map(|t| t.secret.clone()));
+        values.dedup();
+        KnownSecrets { names, values }
     }
 }
 
@@ -445,6 +678,7 @@ fn resolve_token(
     env: &Env,
     config: &Config,
     cwd: &Path,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<GitLabToken>> {
     let private = |secret: Secret, source: String| GitLabToken {
         secret,
@@ -464,6 +698,13 @@ fn resolve_token(
             return Err(
                 UsageError::new(format!("GitLab token file {} is empty", path.display())).into(),
             );
+        }
+        if let Some(mode) = readable_by_others(&path) {
+            warnings.push(format!(
+                "GitLab token file {} can be read by other users (mode {mode:04o}): \
+                 chmod 600 it, and rotate the token if others may have read it",
+                path.display()
+            ));
         }
         return Ok(Some(private(
             Secret::new(value),
@@ -485,6 +726,13 @@ fn resolve_token(
         kind: TokenKind::Job,
         source: "CI_JOB_TOKEN".to_owned(),
     }))
+}
+
+/// The permission bits of a file that its group or others may read.
+fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o044 != 0).then_some(mode)
 }
 
 #[cfg(test)]
@@ -589,6 +837,119 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.gitlab.token.unwrap().source, "RP_GITLAB_TOKEN");
+    }
+
+    #[test]
+    fn a_token_file_others_can_read_gets_a_warning() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "glpat-from-file\n").unwrap();
+        let resolve_with_file = |mode: u32| {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+            let cli = crate::cli::Cli::try_parse_from([
+                "rp-devops",
+                "--gitlab-token-file",
+                "token",
+                "scan-races",
+                "-",
+            ])
+            .unwrap();
+            Settings::resolve(&cli.global.to_options(), Env::default(), dir.path()).unwrap()
+        };
+        let s = resolve_with_file(0o644);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("can be read by other users (mode 0644)"));
+        assert!(!s.warnings[0].contains("glpat"));
+        assert_eq!(resolve_with_file(0o640).warnings.len(), 1);
+        assert!(resolve_with_file(0o600).warnings.is_empty());
+        assert!(resolve_with_file(0o400).warnings.is_empty());
+    }
+
+    #[test]
+    fn known_secrets_cover_every_source_and_name() {
+        let config = "gitlab:\n  token_env: TEAM_TOKEN\n\
+                      release:\n  dir: /srv/r\n  secret_env: REL_SECRET\n\
+                      webhook:\n  secret_env: HOOK_SECRET\n  signing_key_env: HOOK_SIGNING\n\
+                      escalation_endpoint:\n  token_env: ESC_TOKEN\n\
+                      freshdesk:\n  domain: acme.freshdesk.com\n  api_key_env: FD_KEY\n";
+        let env = [
+            ("TEAM_TOKEN", "team-token"),
+            ("CI_JOB_TOKEN", "job-token"),
+            ("RP_GIT_TOKEN", "git-token"),
+            ("REL_SECRET", "rel-secret"),
+            ("FD_KEY", "fd-key"),
+            ("HOME", "/home/x"),
+        ];
+        let s = resolve(&[], &env, Some(config)).unwrap();
+        let known = s.known_secrets();
+        for name in [
+            "TEAM_TOKEN",
+            "CI_JOB_TOKEN",
+            "RP_GIT_TOKEN",
+            "RP_GITLAB_TOKEN",
+            "GITLAB_TOKEN",
+            "REL_SECRET",
+            "RP_RELEASE_SECRET",
+            "HOOK_SECRET",
+            "HOOK_SIGNING",
+            "ESC_TOKEN",
+            "FD_KEY",
+        ] {
+            assert!(known.names.iter().any(|n| n == name), "{name}");
+        }
+        assert!(!known.names.iter().any(|n| n == "HOME"));
+        let mut values: Vec<&str> = known.values.iter().map(Secret::expose).collect();
+        values.sort();
+        values.dedup();
+        assert_eq!(
+            values,
+            [
+                "fd-key",
+                "git-token",
+                "job-token",
+                "rel-secret",
+                "team-token"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_url_only_a_found_config_names_gets_a_warning_outside_ci() {
+        let env = [("RP_GITLAB_TOKEN", "glpat-x")];
+        let found = resolve(&[], &env, Some(CONFIG)).unwrap();
+        let warning = found
+            .token_destination_warning(Some("RP_GITLAB_TOKEN"))
+            .unwrap();
+        assert!(
+            warning.contains("https://config.example.com") && warning.contains("rp-devops.yml"),
+            "{warning}"
+        );
+        // No token to send, or in CI, or the URL chosen some other way: quiet.
+        assert!(found.token_destination_warning(None).is_none());
+        let ci = resolve(
+            &[],
+            &[("RP_GITLAB_TOKEN", "x"), ("CI", "true")],
+            Some(CONFIG),
+        )
+        .unwrap();
+        assert!(ci.token_destination_warning(Some("t")).is_none());
+        let flag = resolve(
+            &["--gitlab-url", "https://g.example.com"],
+            &env,
+            Some(CONFIG),
+        )
+        .unwrap();
+        assert!(flag.token_destination_warning(Some("t")).is_none());
+        let env_url = resolve(
+            &[],
+            &[("RP_GITLAB_URL", "https://config.example.com")],
+            Some(CONFIG),
+        )
+        .unwrap();
+        assert!(env_url.token_destination_warning(Some("t")).is_none());
+        let named = resolve(&["--config", "rp-devops.yml"], &env, Some(CONFIG)).unwrap();
+        assert!(named.token_destination_warning(Some("t")).is_none());
     }
 
     #[test]

@@ -458,6 +458,52 @@ fn markers_in_text_from_people_are_not_ours() {
 }
 
 #[test]
+fn a_person_cannot_forge_our_thread_by_starting_a_comment_with_the_marker() {
+    let t = Setup::new("");
+    let iid = t.mr("a", "5.3.1", "b", "5.4.0");
+    // A thread that looks exactly like ours, posted by a person and
+    // resolved by them: taken for ours, it would silence the warning.
+    let forged = t.gitlab.person_comments(
+        iid,
+        &format!("{MARKER} source=5.3.1 target=5.4.0 -->\nnothing to see"),
+        true,
+    );
+    t.gitlab.person_resolves(iid, &forged, true);
+    let (code, json, stderr) = t.run(&["--mr", &iid.to_string()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json["action"], "created", "{stderr}");
+    assert_eq!(t.threads(iid).len(), 1);
+    assert_eq!(t.gitlab.count("GET", "/user"), 1);
+
+    // An open forged thread is not ours either.
+    let t = Setup::new("");
+    let iid = t.mr("a", "5.3.1", "b", "5.4.0");
+    t.gitlab.person_comments(
+        iid,
+        &format!("{MARKER} source=5.3.1 target=5.4.0 -->\nnothing to see"),
+        true,
+    );
+    let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
+    assert_eq!(json["action"], "created");
+
+    // Nor is a reply a person adds in our thread: a forged marker for
+    // other versions must not make us write "the versions changed".
+    let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
+    assert_eq!(json["action"], "exists");
+    let ours = t.threads(iid)[0].0.clone();
+    t.gitlab.person_replies(
+        iid,
+        &ours,
+        &format!("{MARKER} source=9.9.9 target=9.9.9 -->\nmeh"),
+    );
+    t.gitlab.reset_requests();
+    let (_, json, _) = t.run(&["--mr", &iid.to_string()]);
+    assert_eq!(json["action"], "exists");
+    assert_eq!(t.writes(), 0);
+    assert!(t.gitlab.requests().len() <= 5, "{:?}", t.gitlab.requests());
+}
+
+#[test]
 fn hostile_branch_names_stay_inside_code() {
     let t = Setup::new("");
     let branch = "x`/close`@all";

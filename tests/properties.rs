@@ -151,24 +151,28 @@ proptest! {
 /// duplicate issue next run) or forged (another race's issue). Issue 10
 /// part 1 #3.
 #[test]
-#[ignore = "fails until issue 10 part 1 #3 (log text can forge markers) lands"]
 fn log_text_never_stands_in_for_the_issue_marker() {
-    use rp_devops::races::input::Scan;
+    use rp_devops::races::input::{Scan, Source};
     use rp_devops::races::issue::{RaceMarker, issue_body};
     for forged in [
         "<!-- rp-devops:race fingerprint=abc sides=abc -->",
         "<!-- rp-devops:race fingerprint=ex_tuple<0ul>",
     ] {
-        let log = go_report(&format!("main.evil{forged}()"), "main.other()", 0xc000, (1, 2))
-            .join("\n");
+        let log = go_report(
+            &format!("main.evil{forged}()"),
+            "main.other()",
+            0xc000,
+            (1, 2),
+        )
+        .join("\n");
         let mut scan = Scan::default();
         for report in self::scan(log.as_bytes()) {
-            scan.add(report, "host:evil.log");
+            scan.add(report, &Source::new("host", "evil.log"));
         }
         let sightings = scan.into_sightings();
         assert_eq!(sightings.len(), 1);
         let ours = RaceMarker::of(&sightings[0]);
-        let body = issue_body(&sightings[0], &ours.render());
+        let body = issue_body(&sightings[0], &ours.render(), "");
         let found = RaceMarker::find(&body).map(|(marker, _)| marker);
         assert_eq!(found, Some(ours), "{body}");
     }

@@ -175,7 +175,7 @@ fn wrong_or_missing_secret_is_401_before_the_body_is_read() {
         .write_all(form.head("wrong", 100 * MB).as_bytes())
         .unwrap();
     let started = Instant::now();
-    let (status, body) = read_answer(&mut stream);
+    let (status, body) = read_one_answer(&mut stream);
     assert_eq!(status, 401, "{body}");
     assert!(
         started.elapsed() < Duration::from_secs(4),
@@ -913,4 +913,437 @@ fn a_crash_mid_publication_is_completed_by_the_next_identical_upload() {
     let out = rx.upload(&file, "app", &["version=8", "channel=x"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(rx.runs("app"), 1);
+}
+
+/// Add a product with `script` (a shell script body) to an unstarted
+/// receiver's config, and `sections` (top-level YAML) after it.
+fn add_product(rx: &Receiver, name: &str, script: &str, sections: &str) {
+    let path = rx.root().join(format!("{name}.sh"));
+    write_executable(&path, script);
+    let config_path = rx.root().join("rp-devops.yml");
+    let config = std::fs::read_to_string(&config_path).unwrap().replacen(
+        "  products:\n",
+        &format!(
+            "  products:\n    {name}:\n      script: {}\n      timeout: 20s\n",
+            path.display()
+        ),
+        1,
+    );
+    std::fs::write(&config_path, format!("{config}{sections}")).unwrap();
+}
+
+#[test]
+fn the_release_script_gets_no_secret_proxy_or_loader_variable_and_answers_carry_no_secret() {
+    let mut rx = Receiver::unstarted("4MiB");
+    // A script that shows its whole environment, then a file it can read
+    // that happens to hold secrets (a careless `cat` of a config).
+    add_product(
+        &rx,
+        "envdump",
+        "#!/bin/sh\nenv | sort\ncat \"$(dirname \"$0\")/leak.txt\"\n",
+        "gitlab:\n  token_env: TEAM_GITLAB_TOKEN\n\
+         freshdesk:\n  domain: acme.freshdesk.com\n  api_key_env: TEAM_FD_KEY\n",
+    );
+    let secrets: &[(&str, &str)] = &[
+        ("RP_GITLAB_TOKEN", "glpat-rp-gitlab-1111"),
+        ("GITLAB_TOKEN", "glpat-gitlab-2222"),
+        ("CI_JOB_TOKEN", "job/token+3333"),
+        ("RP_GIT_TOKEN", "git-token-4444"),
+        ("TEAM_GITLAB_TOKEN", "team-token-5555"),
+        ("TEAM_FD_KEY", "fd-key-6666"),
+        ("RP_WEBHOOK_SECRET", "hook-secret-7777"),
+        ("RP_ESCALATE_TOKEN", "esc-token-8888"),
+    ];
+    let mut env: Vec<(&str, &str)> = secrets.to_vec();
+    env.extend_from_slice(&[
+        // The job token again, inside a URL (as GitLab Runner sets it).
+        (
+            "CI_REPOSITORY_URL",
+            "https://gitlab-ci-token:job%2Ftoken%2B3333@gitlab.example.com/g/p.git",
+        ),
+        ("http_proxy", "http://127.0.0.1:9"),
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("ALL_PROXY", "socks5://127.0.0.1:9"),
+        ("no_proxy", "example.com"),
+        ("LD_LIBRARY_PATH", "/nonexistent-rp-devops-test"),
+        ("KEEP_ME", "yes"),
+    ]);
+    let mut leak: Vec<String> = secrets.iter().map(|(_, v)| (*v).to_owned()).collect();
+    leak.push(SECRET.to_owned());
+    leak.push("job%2Ftoken%2B3333".to_owned());
+    std::fs::write(rx.root().join("leak.txt"), leak.join("\n")).unwrap();
+    rx.spawn_with(&env);
+
+    let file = artifact(rx.root(), "e.tgz", 1000, 30);
+    let (status, body) = rx.curl(
+        Some(SECRET),
+        &[
+            "product=envdump".into(),
+            "version=1".into(),
+            format!("md5={}", md5_hex(&file)),
+            "file=@e.tgz".into(),
+        ],
+    );
+    assert_eq!(status, 201, "{body}");
+    let answer = json(&body);
+    let tail = answer["script"]["output_tail"].as_str().unwrap();
+    assert!(tail.contains("KEEP_ME=yes"), "{tail}");
+    assert!(tail.contains("RELEASE_PRODUCT=envdump"), "{tail}");
+    assert!(tail.contains("[redacted]"), "{tail}");
+    let status_file = std::fs::read_to_string(rx.rel().join("envdump/1/e.tgz.status")).unwrap();
+    for text in [tail, body.as_str(), status_file.as_str(), rx.log().as_str()] {
+        for value in &leak {
+            assert!(!text.contains(value.as_str()), "{value} in {text}");
+        }
+        for name in [
+            "RP_GITLAB_TOKEN",
+            "GITLAB_TOKEN=",
+            "CI_JOB_TOKEN",
+            "RP_GIT_TOKEN",
+            "TEAM_GITLAB_TOKEN",
+            "TEAM_FD_KEY",
+            "RP_WEBHOOK_SECRET",
+            "RP_ESCALATE_TOKEN",
+            "RP_RELEASE_SECRET",
+            "CI_REPOSITORY_URL",
+            "proxy=",
+            "PROXY=",
+            "LD_LIBRARY_PATH",
+        ] {
+            assert!(!text.contains(name), "{name} in {text}");
+        }
+    }
+
+    // Proxy and loader names are refused as metadata, by the receiver and
+    // by our client before it sends anything.
+    for key in ["http_proxy", "https_proxy", "no_proxy", "ld_preload"] {
+        let (status, body) = rx.curl(
+            Some(SECRET),
+            &[
+                "product=envdump".into(),
+                "version=2".into(),
+                format!("{key}=http://evil.example.com:3128"),
+                format!("md5={}", md5_hex(&file)),
+                "file=@e.tgz".into(),
+            ],
+        );
+        assert_eq!(status, 422, "{key}: {body}");
+        assert!(
+            json(&body)["error"].as_str().unwrap().contains(key),
+            "{body}"
+        );
+        let out = rx.upload(&file, "envdump", &["version=2", &format!("{key}=x")]);
+        assert_eq!(out.status.code(), Some(2), "{key}: {}", stderr(&out));
+    }
+    rx.assert_only_releases(&["envdump/1/e.tgz"]);
+}
+
+#[test]
+fn files_the_script_writes_next_to_the_artifact_never_make_a_reupload_409() {
+    let mut rx = Receiver::unstarted("4MiB");
+    // Like a real publishing script: checksums and a log beside the
+    // artifact, some sorting before its name.
+    add_product(
+        &rx,
+        "sums",
+        "#!/bin/sh\nd=$(dirname \"$1\")\nmd5sum \"$1\" > \"$d/MD5SUMS\"\n\
+         for n in 0 1 2 3 4 5 6 7 8 9; do echo x > \"$d/$n-extra.txt\"; done\necho ok > \"$d/zz.log\"\n",
+        "",
+    );
+    rx.spawn();
+    let file = artifact(rx.root(), "s.tgz", 200_000, 31);
+    let first = rx.upload(&file, "sums", &["version=3"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(rx.rel().join("sums/3/MD5SUMS").is_file());
+    for _ in 0..3 {
+        let again = rx.upload(&file, "sums", &["version=3"]);
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert_eq!(json(&stdout(&again))["md5"], md5_hex(&file));
+    }
+    // Another file name is still refused, naming the published artifact.
+    let renamed = artifact(rx.root(), "t.tgz", 1000, 32);
+    let out = rx.upload(&renamed, "sums", &["version=3"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("already released as s.tgz"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn io_error_details_go_to_the_log_not_to_the_client() {
+    let rx = Receiver::start();
+    // Something in the way where the version directory must go.
+    std::fs::create_dir_all(rx.rel().join("plain")).unwrap();
+    std::fs::write(rx.rel().join("plain/9"), "not a directory").unwrap();
+    let file = artifact(rx.root(), "p.tgz", 1000, 33);
+    let (status, body) = rx.curl(
+        Some(SECRET),
+        &[
+            "product=plain".into(),
+            "version=9".into(),
+            format!("md5={}", md5_hex(&file)),
+            "file=@p.tgz".into(),
+        ],
+    );
+    assert_eq!(status, 500, "{body}");
+    let error = json(&body)["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("server's log"), "{error}");
+    assert!(
+        !error.contains("os error") && !error.contains("directory"),
+        "{error}"
+    );
+    let log = rx.log();
+    assert!(log.contains("os error"), "{log}");
+    rx.wait_no_temp_files();
+}
+
+// ---- the status route ----
+
+#[test]
+fn the_status_route_reports_each_state_of_a_version() {
+    let rx = Receiver::start();
+    let state = |product: &str, version: &str| {
+        let (status, body) = rx.status_of(SECRET, product, version);
+        (status, json(&body))
+    };
+    // No trace yet; a wrong secret; an unknown product; a bad name.
+    let (status, body) = state("plain", "9");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"], "no trace of plain 9 on this receiver");
+    assert_eq!(rx.status_of("wrong", "plain", "9").0, 401);
+    let (status, body) = state("nope", "9");
+    assert_eq!(status, 404);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown product")
+    );
+    assert_eq!(state("plain", "a..b").0, 422);
+    // `?bytes=N` over max_size: the upload's own 413.
+    let (status, body) = http(
+        rx.port,
+        &format!(
+            "GET /api/v1/releases/plain/9?bytes={} HTTP/1.1\r\nHost: x\r\n\
+             Authorization: Bearer {SECRET}\r\nConnection: close\r\n\r\n",
+            5 * MB
+        ),
+        b"",
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .contains("release.max_size")
+    );
+
+    // In progress while it arrives, published once done.
+    let data = vec![4u8; MB];
+    let md5 = md5_of(&data);
+    let upload = rx.send_half(
+        Form::new()
+            .field("product", "plain")
+            .field("version", "9")
+            .file("p.tgz", &data)
+            .field("md5", &md5)
+            .finish(),
+    );
+    let (status, body) = state("plain", "9");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "in-progress");
+    assert!(body["md5"].is_null() && body["file"].is_null());
+    assert_eq!(upload.finish().0, 201);
+    let (status, body) = state("plain", "9");
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({
+            "product": "plain", "version": "9", "file": "p.tgz",
+            "md5": md5, "bytes": MB, "state": "published"
+        })
+    );
+
+    // A failed script.
+    std::fs::write(rx.root().join("fail-flag"), "").unwrap();
+    let file = artifact(rx.root(), "f.tgz", 1000, 60);
+    let out = rx.upload(&file, "flaky", &["version=2"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(state("flaky", "2").1["state"], "script-failed");
+    assert!(!rx.log().contains(SECRET));
+}
+
+// ---- a lost answer is settled, not re-sent blindly ----
+
+#[test]
+fn an_upload_whose_answer_is_lost_is_confirmed_not_sent_again() {
+    let rx = Receiver::start();
+    let gateway = Gateway::start(rx.port, Lose::Answer, 1);
+    let file = artifact(rx.root(), "g.tgz", 2 * MB, 61);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &file,
+        "app",
+        &["version=1", "channel=x"],
+        SECRET,
+        &["--json"],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "the artifact was sent, but its answer was lost (HTTP 504 from test-gateway: \
+             504 Gateway Time-out); asking the receiver what became of it"
+        ),
+        "{err}"
+    );
+    let answer = json(&stdout(&out));
+    assert_eq!(answer["state"], "published");
+    assert_eq!(answer["md5"], md5_hex(&file));
+    assert_eq!(rx.log().matches("\"POST /api/v1/releases\"").count(), 1);
+    assert_eq!(rx.runs("app"), 1);
+    rx.assert_only_releases(&["app/1/g.tgz"]);
+}
+
+#[test]
+fn an_upload_the_receiver_never_saw_is_sent_again() {
+    let rx = Receiver::start();
+    let gateway = Gateway::start(rx.port, Lose::Upload, 1);
+    let file = artifact(rx.root(), "h.tgz", MB, 62);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &file,
+        "plain",
+        &["version=1"],
+        SECRET,
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("the receiver has no trace of the upload; it will be sent again"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("released plain 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(rx.log().matches("\"POST /api/v1/releases\"").count(), 1);
+    rx.assert_only_releases(&["plain/1/h.tgz"]);
+}
+
+#[test]
+fn a_lost_answer_is_settled_as_a_failed_script_or_a_conflict() {
+    let rx = Receiver::start();
+    // The script failed while the gateway lost the answer: exit 1, saying so.
+    std::fs::write(rx.root().join("fail-flag"), "").unwrap();
+    let gateway = Gateway::start(rx.port, Lose::Answer, 1);
+    let file = artifact(rx.root(), "k.tgz", 1000, 63);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &file,
+        "flaky",
+        &["version=1"],
+        SECRET,
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("HTTP 500: flaky 1 was stored, but its release script failed"),
+        "{err}"
+    );
+    assert!(err.contains("the upload's own answer was lost"), "{err}");
+    assert_eq!(rx.runs("flaky"), 1);
+
+    // Other bytes are released as that version: a conflict, not a re-send.
+    let first = artifact(rx.root(), "c.tgz", 1000, 64);
+    assert!(rx.upload(&first, "plain", &["version=3"]).status.success());
+    let other_dir = rx.root().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let second = artifact(&other_dir, "c.tgz", 1000, 65);
+    let gateway = Gateway::start(rx.port, Lose::Upload, 1);
+    let out = upload_to(
+        rx.root(),
+        &gateway.url(),
+        &second,
+        "plain",
+        &["version=3"],
+        SECRET,
+        &[],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "HTTP 409: plain 3 is already released with another artifact (md5 {})",
+            md5_hex(&first)
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(rx.rel().join("plain/3/c.tgz")).unwrap(),
+        std::fs::read(&first).unwrap()
+    );
+}
+
+// ---- bounded forms ----
+
+#[test]
+fn too_many_fields_or_an_oversized_part_header_are_refused() {
+    let rx = Receiver::start();
+    // More metadata fields than release.max_fields (64).
+    let mut form = Form::new().field("product", "plain").field("version", "1");
+    for i in 0..100 {
+        form = form.field(&format!("f{i}"), "x");
+    }
+    let body = form.file("a.tgz", b"data").finish();
+    let (status, answer) = http(rx.port, &Form::new().head(SECRET, body.len()), &body);
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(
+        json(&answer)["error"],
+        "more than 64 metadata fields (this server's release.max_fields)"
+    );
+
+    // A part header of 100 KiB: 431, before the parser buffers it.
+    let boundary = Form::new().boundary;
+    let part = |pad: usize, data: &[u8]| {
+        let mut part = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"h.tgz\"\r\n\
+             X-Pad: {}\r\n\r\n",
+            "p".repeat(pad)
+        )
+        .into_bytes();
+        part.extend_from_slice(data);
+        part.extend_from_slice(b"\r\n");
+        part
+    };
+    let head_fields = Form::new().field("product", "plain").field("version", "2");
+    let mut body = head_fields.parts.clone();
+    body.extend(part(100 * 1024, b"data"));
+    body.extend(format!("--{boundary}--\r\n").into_bytes());
+    let (status, answer) = http(rx.port, &Form::new().head(SECRET, body.len()), &body);
+    assert_eq!(status, 431, "{answer}");
+    assert!(
+        json(&answer)["error"]
+            .as_str()
+            .unwrap()
+            .contains("16384 bytes")
+    );
+
+    // A 12 KiB header before 3 MiB of data is fine: the data that follows a
+    // header in the same read does not count against it.
+    let data = vec![5u8; 3 * MB];
+    let mut body = head_fields.parts.clone();
+    body.extend(part(12 * 1024, &data));
+    body.extend(Form::new().field("md5", &md5_of(&data)).finish());
+    let (status, answer) = http(rx.port, &Form::new().head(SECRET, body.len()), &body);
+    assert_eq!(status, 201, "{answer}");
+    rx.assert_only_releases(&["plain/2/h.tgz"]);
 }

@@ -6,13 +6,17 @@
 
 #[path = "support/git.rs"]
 mod git_support;
+#[path = "support/tls.rs"]
+#[allow(dead_code)]
+mod tls_support;
 
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
-use git_support::{Fixture, GitDaemon, HttpGit, Library};
+use git_support::{Fixture, GitDaemon, HttpGit, HttpRedirect, Library};
 use serde_json::Value;
+use tls_support::{HttpsFront, TestCa};
 
 /// The real binary with a cleared environment: PATH, an empty HOME, and the
 /// variables a test adds.
@@ -629,7 +633,7 @@ fn https_credentials_token_fallback_and_a_wrong_token() {
     // A wrong token: refused once, no retry loop, and never printed.
     let before = http.unauthorized_count();
     let started = std::time::Instant::now();
-    let r = run(&fx, &wc, &[], &[("RP_GIT_TOKEN", WRONG)]);
+    let r = run(&fx, &wc, &[], &[("RP_GIT_TOKEN", WRONG), GITLAB_HERE]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(r.stderr.contains("hint:"), "{}", r.stderr);
@@ -642,7 +646,7 @@ fn https_credentials_token_fallback_and_a_wrong_token() {
     );
 
     // The right token in RP_GIT_TOKEN.
-    let out = tag_json(&fx, &wc, &[], &[("RP_GIT_TOKEN", TOKEN)]);
+    let out = tag_json(&fx, &wc, &[], &[("RP_GIT_TOKEN", TOKEN), GITLAB_HERE]);
     assert_eq!(out["tag"], "v0.1.0");
     assert_eq!(out["pushed"], true);
     assert_eq!(lib.server_tags(), ["v0.1.0"]);
@@ -659,9 +663,121 @@ fn https_credentials_token_fallback_and_a_wrong_token() {
             &http.url(&lib, Some("gitlab-ci-token:stale")),
         ],
     );
-    let out = tag_json(&fx, &wc2, &[], &[("RP_GITLAB_TOKEN", TOKEN)]);
+    let out = tag_json(&fx, &wc2, &[], &[("RP_GITLAB_TOKEN", TOKEN), GITLAB_HERE]);
     assert_eq!(out["tag"], "v0.1.1");
     assert_eq!(lib.server_tags(), ["v0.1.0", "v0.1.1"]);
+}
+
+/// A GitLab URL on the host the test's git servers run on (nothing listens
+/// there: no project is set, so no GitLab release is attempted): tokens go
+/// to the GitLab host only.
+const GITLAB_HERE: (&str, &str) = ("RP_GITLAB_URL", "http://127.0.0.1:9");
+
+#[test]
+fn the_token_goes_to_the_gitlab_host_only_never_another_host_or_a_redirect() {
+    const TOKEN: &str = "glpat-right-token-123";
+    let fx = Fixture::new();
+    let lib = fx.library("web");
+    lib.commit("one");
+    // The same repository served on "another host" (127.0.0.2) and, on
+    // 127.0.0.1, a redirect to it.
+    let elsewhere = HttpGit::start_on(&fx, &fx.path("srv"), TOKEN, "127.0.0.2");
+    let redirect = HttpRedirect::start(&fx, &elsewhere.origin());
+    let wc = fx.shallow_clone(&elsewhere.url(&lib, Some(&format!("oauth2:{TOKEN}"))), "wc");
+    let before = elsewhere.authorizations().len();
+
+    for (what, url) in [
+        ("a remote on another host", elsewhere.url(&lib, None)),
+        ("a redirect to another host", redirect.url(&lib)),
+    ] {
+        fx.git(&wc, &["remote", "set-url", "origin", &url]);
+        for token in ["RP_GIT_TOKEN", "RP_GITLAB_TOKEN"] {
+            let r = run(&fx, &wc, &[], &[(token, TOKEN), GITLAB_HERE]);
+            assert_eq!(r.code, 1, "{what}: {}", r.stderr);
+            assert!(
+                r.stderr
+                    .contains("127.0.0.2 asks for credentials, but the token is only sent to the GitLab host 127.0.0.1"),
+                "{what}: {}",
+                r.stderr
+            );
+            assert!(r.stderr.contains("hint:"), "{what}: {}", r.stderr);
+            assert!(!r.stderr.contains(TOKEN) && !r.stdout.contains(TOKEN));
+        }
+    }
+    // The other host never saw an Authorization header.
+    assert_eq!(elsewhere.authorizations()[before..], [] as [String; 0]);
+    assert!(lib.server_tags().is_empty());
+
+    // No GitLab URL at all: no host may have the token.
+    let r = run(&fx, &wc, &[], &[("RP_GIT_TOKEN", TOKEN)]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no GitLab URL is configured"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("RP_GITLAB_URL"), "{}", r.stderr);
+    assert_eq!(elsewhere.authorizations()[before..], [] as [String; 0]);
+
+    // With the GitLab URL on that host, the same remote gets the token.
+    fx.git(
+        &wc,
+        &["remote", "set-url", "origin", &elsewhere.url(&lib, None)],
+    );
+    let out = tag_json(
+        &fx,
+        &wc,
+        &[],
+        &[
+            ("RP_GIT_TOKEN", TOKEN),
+            ("RP_GITLAB_URL", "http://127.0.0.2:9"),
+        ],
+    );
+    assert_eq!(out["tag"], "v0.1.0");
+    assert_eq!(lib.server_tags(), ["v0.1.0"]);
+}
+
+#[test]
+fn an_https_remote_signed_by_an_internal_ca_needs_ci_server_tls_ca_file() {
+    const TOKEN: &str = "glpat-right-token-123";
+    let fx = Fixture::new();
+    let lib = fx.library("tls");
+    lib.commit("one");
+    let http = HttpGit::start(&fx, &fx.path("srv"), TOKEN);
+    let ca = TestCa::new(fx.dir.path());
+    let front = HttpsFront::start(&ca, &http.origin());
+    let wc = fx.shallow_clone(&http.url(&lib, Some(&format!("oauth2:{TOKEN}"))), "wc");
+    let https_remote = format!("{}/git/{}.git", front.url, lib.name);
+    fx.git(&wc, &["remote", "set-url", "origin", &https_remote]);
+    let env = [
+        ("RP_GIT_TOKEN", TOKEN),
+        ("RP_GITLAB_URL", front.url.as_str()),
+    ];
+
+    // The system store does not know the test CA.
+    let r = run(&fx, &wc, &[], &env);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("certificate"), "{}", r.stderr);
+    assert!(lib.server_tags().is_empty());
+
+    // GitLab Runner's CA file makes libgit2 trust it, as it does the API
+    // client.
+    let mut with_ca = env.to_vec();
+    let ca_file = ca.ca_file.display().to_string();
+    with_ca.push(("CI_SERVER_TLS_CA_FILE", &ca_file));
+    let out = tag_json(&fx, &wc, &[], &with_ca);
+    assert_eq!(out["tag"], "v0.1.0");
+    assert_eq!(lib.server_tags(), ["v0.1.0"]);
+
+    // A CA file that holds no certificate is a configuration error.
+    let bogus = fx.path("bogus.pem");
+    std::fs::write(&bogus, "not a certificate\n").unwrap();
+    let mut with_bogus = env.to_vec();
+    let bogus = bogus.display().to_string();
+    with_bogus.push(("CI_SERVER_TLS_CA_FILE", &bogus));
+    let r = run(&fx, &wc, &[], &with_bogus);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("CI_SERVER_TLS_CA_FILE"), "{}", r.stderr);
 }
 
 #[test]

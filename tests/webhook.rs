@@ -351,6 +351,25 @@ fn open_and_update_at_the_same_moment_make_one_thread() {
 }
 
 #[test]
+fn the_tokens_user_is_read_once_for_the_servers_lifetime() {
+    let gitlab = gitlab_with(&[("5.3.1", "5.4.0"), ("5.3.1", "5.4.0")]);
+    let server = Server::start(&gitlab, "", &[]);
+    for (n, iid) in [1, 1, 2, 2, 1].into_iter().enumerate() {
+        let action = if n < 2 { "open" } else { "update" };
+        let uuid = format!("user-once-{n}");
+        assert_eq!(
+            server.deliver(&payload(iid, action, json!({})), &uuid).0,
+            200
+        );
+        server.wait_handled(n + 1);
+    }
+    // Threads that carry our marker were judged by their author each time.
+    assert_eq!(open_threads(&gitlab, 1), 1);
+    assert_eq!(open_threads(&gitlab, 2), 1);
+    assert_eq!(gitlab.count("GET", "/api/v4/user"), 1);
+}
+
+#[test]
 fn a_redelivery_is_done_once() {
     let gitlab = gitlab_with(&[("5.3.1", "5.4.0")]);
     let server = Server::start(&gitlab, "", &[]);

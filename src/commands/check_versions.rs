@@ -93,6 +93,7 @@ pub fn run(args: &CheckVersionsArgs, settings: &Settings) -> Result<ExitStatus> 
         },
         action: action_name(&outcome),
     };
+    printer.summary(human_line(&outcome, request.granularity));
     printer.result(&result, |out| {
         writeln!(out, "{}", human_line(&outcome, request.granularity))
     })?;

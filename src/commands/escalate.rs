@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::error::ExitStatus;
 use crate::ops::escalate::{EscalateRequest, Escalation, escalate};
-use crate::output::Printer;
+use crate::output::{Printer, SummaryLine, summary_of};
 use crate::settings::Settings;
 
 /// Copy a Freshdesk ticket, with every conversation and attachment, into one
@@ -47,14 +47,19 @@ pub fn run(args: &EscalateArgs, settings: &Settings) -> Result<ExitStatus> {
     }
     let request = EscalateRequest::new(args.ticket, args.sync, project, config);
     let detail = printer.clone();
+    let section = printer.section("escalate", format!("escalate: ticket {}", args.ticket));
     let outcome = escalate(&request, &gitlab, &freshdesk, &move |line| {
         detail.detail(line)
     });
     // What a dry run would have written, even when it stopped on an error.
     printer.planned(&gitlab.planned());
     printer.planned(&freshdesk.planned());
+    drop(section);
     let escalation = outcome?;
     printer.result(&escalation, |out| render_human(out, &escalation))?;
+    printer.summary(summary_of(SummaryLine::First, |out| {
+        render_human(out, &escalation)
+    }));
     Ok(ExitStatus::Success)
 }
 

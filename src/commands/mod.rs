@@ -12,6 +12,8 @@
 //! work moves into `ops/`.
 
 pub mod check_versions;
+pub mod completions;
+pub mod doctor;
 pub mod escalate;
 pub mod hints;
 pub mod release;
@@ -27,6 +29,10 @@ use crate::error::ExitStatus;
 use crate::settings::Settings;
 
 pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
+    let printer = crate::output::Printer::new(settings);
+    for warning in &settings.warnings {
+        printer.warn(warning);
+    }
     match command {
         Command::Escalate(args) => escalate::run(&args, settings),
         Command::ScanRaces(args) => scan_races::run(&args, settings),
@@ -35,5 +41,8 @@ pub fn run(command: Command, settings: &Settings) -> Result<ExitStatus> {
         Command::TagLibrary(args) => tag_library::run(&args, settings),
         Command::CheckVersions(args) => check_versions::run(&args, settings),
         Command::TransitionIssues(args) => transition_issues::run(&args, settings),
+        Command::Doctor(args) => doctor::run(&args, settings),
+        Command::Completions(args) => completions::completions(&args),
+        Command::Man(args) => completions::man(&args),
     }
 }

@@ -12,10 +12,12 @@ use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use crate::error::{ExitStatus, HintedError, UsageError};
+use crate::http::tls::UNTRUSTED_HINT;
 use crate::ops::release_upload::{
-    self, UploadError, UploadEvents, UploadOutcome, UploadPlan, UploadRequest, Verdict,
+    self, DEFAULT_STATUS_WAIT, UploadError, UploadEvents, UploadOutcome, UploadPlan, UploadRequest,
+    Verdict,
 };
-use crate::output::{Printer, Progress};
+use crate::output::{Printer, Progress, SummaryLine, summary_of};
 use crate::release::parse_meta_file;
 use crate::release::upload::{MetaProblem, merge_meta};
 use crate::settings::Settings;
@@ -34,7 +36,12 @@ pub enum ReleaseCommand {
 /// it once and sending its MD5 after it. The secret comes from
 /// RP_RELEASE_SECRET. In GitLab CI, commit, tag, ref, pipeline_url, job_url
 /// and project are filled in from CI_* variables unless given. Retries 3
-/// times on connection errors and 502/503/504; any other answer is final.
+/// times on connection errors and 502/503/504; when such a failure comes
+/// after the whole artifact was sent, asks the receiver what became of it
+/// (waiting while it publishes, up to RP_RELEASE_WAIT, default 20m) and
+/// sends it again only if the receiver has no trace of it. Any other answer
+/// is final. An https:// receiver is trusted through the system store,
+/// SSL_CERT_FILE and CI_SERVER_TLS_CA_FILE.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     rp-devops release upload dist/restorepoint-5.2.0.tgz --url https://updates.example.com \\\n      \
@@ -77,20 +84,37 @@ fn upload(args: &UploadArgs, settings: &Settings) -> Result<ExitStatus> {
         .ok_or_else(|| {
             UsageError::new("no receiver URL").with_hint("pass --url or set RP_RELEASE_URL")
         })?;
+    // The one trust store (system, SSL_CERT_FILE, CI_SERVER_TLS_CA_FILE),
+    // read only when it is needed.
+    let tls = if url.trim().to_ascii_lowercase().starts_with("https://") {
+        settings.gitlab.trust.tls_config()?
+    } else {
+        ureq::tls::TlsConfig::default()
+    };
+    let status_wait = match settings.env.get("RP_RELEASE_WAIT") {
+        None => DEFAULT_STATUS_WAIT,
+        Some(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+            UsageError::new(format!("RP_RELEASE_WAIT={text:?} is not a duration: {e}"))
+                .with_hint("e.g. RP_RELEASE_WAIT=30m")
+        })?,
+    };
     let request = UploadRequest {
         url: url.to_owned(),
         product: args.product.clone(),
         meta: metadata(args, settings)?,
         file: args.file.clone(),
         secret: settings.env.secret(SECRET_ENV),
+        tls,
+        status_wait,
     };
     if settings.dry_run {
         let plan = request.plan().map_err(with_hint)?;
         return dry_run(&request, &plan, &printer);
     }
-    let outcome =
-        release_upload::upload(&request, &settings.retry, &Events(&printer)).map_err(with_hint)?;
-    report(&outcome, &printer, &args.product)
+    let section = printer.section("release_upload", "release upload: sending the artifact");
+    let outcome = release_upload::upload(&request, &settings.retry, &Events(&printer));
+    drop(section);
+    report(&outcome.map_err(with_hint)?, &printer, &args.product)
 }
 
 /// Progress and retries on stderr.
@@ -114,6 +138,31 @@ impl UploadEvents for Events<'_> {
         self.0.warn(format!(
             "attempt {failed} of {of} failed ({reason}); retrying in {}",
             humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
+        ));
+    }
+
+    fn settling(&self, lost: &str) {
+        self.0.warn(format!(
+            "the artifact was sent, but its answer was lost ({lost}); asking the receiver what became of it"
+        ));
+    }
+
+    fn still_in_progress(&self, waited: Duration, delay: Duration) {
+        self.0.info(format!(
+            "the receiver is still publishing it ({} so far); asking again in {}",
+            humantime::format_duration(Duration::from_secs(waited.as_secs())),
+            humantime::format_duration(delay)
+        ));
+    }
+
+    fn no_trace(&self) {
+        self.0
+            .warn("the receiver has no trace of the upload; it will be sent again");
+    }
+
+    fn broken_while_sending(&self, reason: &str) {
+        self.0.warn(format!(
+            "the connection broke while sending ({reason}); asking the receiver whether it refuses the upload"
         ));
     }
 }
@@ -173,9 +222,21 @@ fn with_hint(error: UploadError) -> anyhow::Error {
             ))
             .into(),
         UploadError::Read { .. } => anyhow::Error::new(error),
-        UploadError::Unreachable { .. } => HintedError::new(
+        UploadError::Unreachable {
+            ref last_failure, ..
+        } => {
+            let hint = if crate::http::tls::is_untrusted_certificate(last_failure) {
+                UNTRUSTED_HINT
+            } else {
+                "check that the receiver is running (`rp-devops serve`) and reachable from here"
+            };
+            HintedError::new(error.to_string(), hint).into()
+        }
+        UploadError::Tls { .. } => HintedError::new(error.to_string(), UNTRUSTED_HINT).into(),
+        UploadError::OutcomeUnknown { .. } => HintedError::new(
             error.to_string(),
-            "check that the receiver is running (`rp-devops serve`) and reachable from here",
+            "the receiver's log says what happened; running the job again is safe: \
+             an identical upload of a released version answers 200 and changes nothing",
         )
         .into(),
         _ => usage.into(),
@@ -189,19 +250,22 @@ fn report(outcome: &UploadOutcome, printer: &Printer, product: &str) -> Result<E
     // JSON output is the server's answer, whatever it was; people get the
     // release summary, and errors on stderr.
     if printer.is_json() || outcome.is_release() {
-        printer.result(json, |out| {
+        let render = |out: &mut dyn std::io::Write| -> std::io::Result<()> {
             let field = |k: &str| json.get(k).and_then(Value::as_str).unwrap_or("?");
-            let verb = if outcome.verdict == Verdict::Released {
-                "released"
-            } else {
-                "already released"
+            let (verb, stored) = match outcome.verdict {
+                Verdict::Released => ("released", field("path")),
+                Verdict::Confirmed => (
+                    "released (confirmed by the receiver's status)",
+                    field("file"),
+                ),
+                Verdict::ScriptFailed if outcome.lost_answer.is_some() => ("stored", field("file")),
+                _ => ("already released", field("path")),
             };
             writeln!(
                 out,
-                "{verb} {} {}: {} (md5 {}, {} bytes)",
+                "{verb} {} {}: {stored} (md5 {}, {} bytes)",
                 field("product"),
                 field("version"),
-                field("path"),
                 field("md5"),
                 json.get("bytes").and_then(Value::as_u64).unwrap_or(0)
             )?;
@@ -217,12 +281,33 @@ fn report(outcome: &UploadOutcome, printer: &Printer, product: &str) -> Result<E
                 }
             }
             Ok(())
-        })?;
+        };
+        printer.result(json, render)?;
+        if outcome.is_release() {
+            printer.summary(summary_of(SummaryLine::First, render));
+        }
     }
     if outcome.succeeded() {
         return Ok(ExitStatus::Success);
     }
     let message = outcome.failure();
+    if let Some(proxy) = &outcome.proxy {
+        let hint = match outcome.status {
+            413 => Some(format!(
+                "{proxy} refused the body itself: raise its limit (nginx: client_max_body_size) \
+                 to at least the receiver's release.max_size"
+            )),
+            502..=504 => Some(format!(
+                "{proxy} got no answer from the receiver: check that `rp-devops serve` runs behind \
+                 it and that its timeouts (nginx: proxy_read_timeout) outlast the release script"
+            )),
+            _ => None,
+        };
+        return Err(match hint {
+            Some(hint) => HintedError::new(message, hint).into(),
+            None => anyhow::anyhow!(message),
+        });
+    }
     let hint = match outcome.status {
         401 => Some(format!(
             "{SECRET_ENV} must match the secret the receiver reads (its release.secret_env)"
@@ -235,6 +320,10 @@ fn report(outcome: &UploadOutcome, printer: &Printer, product: &str) -> Result<E
         422 => {
             Some("check the --meta fields and the names against the receiver's rules".to_owned())
         }
+        500 if outcome.verdict == Verdict::ScriptFailed && outcome.lost_answer.is_some() => Some(
+            "running the job again runs the script again (an identical upload completes a failed publication)"
+                .to_owned(),
+        ),
         500 if outcome.verdict == Verdict::ScriptFailed => {
             Some("the script's output is in the answer above".to_owned())
         }

@@ -9,9 +9,12 @@ use serde::Serialize;
 
 use crate::error::{ExitStatus, UsageError};
 use crate::gitlab::{GitLab, PROJECT_PLACEHOLDER};
-use crate::ops::races::{Action, FileRacesRequest, FiledRace, file_races};
-use crate::output::{Printer, Progress};
+use crate::ops::races::{
+    Action, BlameRequest, DEFAULT_MAX_NEW_ISSUES, FileRacesRequest, FiledRace, Notice, file_races,
+};
+use crate::output::{Printer, Progress, SummaryLine, summary_of};
 use crate::races::Scan;
+use crate::races::input::KEPT_TEXT_BUDGET;
 use crate::races::input::expand_inputs;
 use crate::races::issue::{DEFAULT_LABEL, RaceLabels};
 use crate::settings::Settings;
@@ -21,7 +24,9 @@ use crate::settings::Settings;
 ///
 /// Reads plain or gzipped files, whole directories, or `-` for stdin.
 /// Existing race issues are found by their label (one paginated listing),
-/// so re-running on the same logs never creates a second issue.
+/// and each sighting is noted once, so re-running on the same logs adds
+/// nothing. At most races.max_new_issues (default 20) new issues per run;
+/// each names the commits that last changed the racing lines.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     rp-devops scan-races /var/log/restorepoint/ --dry-run\n  \
@@ -44,6 +49,10 @@ pub struct ScanRacesArgs {
     #[arg(long)]
     pub no_reopen: bool,
 
+    /// Do not ask GitLab which commits last changed the racing lines [default: races.blame, else on]
+    #[arg(long)]
+    pub no_blame: bool,
+
     /// Exit with code 3 when any race report was found
     #[arg(long)]
     pub fail_on_race: bool,
@@ -59,7 +68,16 @@ struct ScanResult {
     bytes: u64,
     reports: u64,
     truncated: u64,
-    races: Vec<FiledRace>,
+    races: Vec<RaceResult>,
+}
+
+/// One race in the JSON: what the operation did, and why a race was not filed.
+#[derive(Debug, Serialize)]
+struct RaceResult {
+    #[serde(flatten)]
+    race: FiledRace,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
@@ -67,7 +85,16 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
     let host = args.host.clone().unwrap_or_else(|| settings.hostname());
     let labels = race_labels(args, settings)?;
     let reopen = !args.no_reopen && settings.config.races.reopen_closed.unwrap_or(true);
+    let max_new_issues = settings
+        .config
+        .races
+        .max_new_issues
+        .unwrap_or(DEFAULT_MAX_NEW_ISSUES);
 
+    let section = printer.section(
+        "scan_races",
+        "scan-races: reading logs, filing races in GitLab",
+    );
     let (scan, unreadable) = read_inputs(&args.paths, &host, &printer)?;
     let mut result = ScanResult {
         files: scan.files,
@@ -76,6 +103,14 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
         truncated: scan.truncated,
         races: Vec::new(),
     };
+    if scan.texts_dropped > 0 {
+        printer.warn(format!(
+            "{} race reports were not kept in full: over {} MiB of report text in one run; \
+             their issues and notes say so",
+            scan.texts_dropped,
+            KEPT_TEXT_BUDGET / (1024 * 1024)
+        ));
+    }
     if !scan.is_empty() {
         // Only now: a run that found no race needs no GitLab at all.
         let client = settings.gitlab_client(&printer)?;
@@ -83,6 +118,8 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
             project: race_project(settings, &client)?,
             labels,
             reopen,
+            max_new_issues,
+            blame: blame_request(args, settings, &client),
             sightings: scan.into_sightings(),
         };
         if client.is_offline() {
@@ -92,15 +129,41 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
         }
         let filed = file_races(&client, &request);
         printer.planned(&client.planned());
-        result.races = filed?;
-        for race in result.races.iter().filter(|r| r.action == Action::Created) {
+        let outcome = filed?;
+        for notice in &outcome.notices {
+            printer.warn(notice_text(notice));
+        }
+        let not_filed = outcome.not_filed();
+        if not_filed > 0 {
+            printer.warn(format!(
+                "{not_filed} new race{} not filed: races.max_new_issues={max_new_issues}; \
+                 the next run that sees {} files {}",
+                if not_filed == 1 { " was" } else { "s were" },
+                if not_filed == 1 { "it" } else { "them" },
+                if not_filed == 1 { "it" } else { "them" },
+            ));
+        }
+        for race in outcome.races.iter().filter(|r| r.action == Action::Created) {
             if let Some(issue) = &race.issue {
                 printer.detail(format!("created #{} {}", issue.iid, issue.web_url));
             }
         }
+        result.races = outcome
+            .races
+            .into_iter()
+            .map(|race| RaceResult {
+                reason: (race.action == Action::NotFiled)
+                    .then(|| format!("races.max_new_issues={max_new_issues} reached")),
+                race,
+            })
+            .collect();
     }
 
+    drop(section);
     printer.result(&result, |out| render_human(out, &result))?;
+    printer.summary(summary_of(SummaryLine::Last, |out| {
+        render_human(out, &result)
+    }));
 
     if !unreadable.is_empty() {
         anyhow::bail!(
@@ -114,6 +177,46 @@ pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
         return Ok(ExitStatus::Found);
     }
     Ok(ExitStatus::Success)
+}
+
+/// Blame is on unless `--no-blame` or `races.blame: false`, and needs GitLab
+/// (an offline dry run has none). Frame paths are looked for under
+/// `races.source_prefixes` and `CI_PROJECT_DIR`, besides a runner's build
+/// directory and the Go module path.
+fn blame_request(
+    args: &ScanRacesArgs,
+    settings: &Settings,
+    client: &GitLab,
+) -> Option<BlameRequest> {
+    let races = &settings.config.races;
+    if args.no_blame || !races.blame.unwrap_or(true) || client.is_offline() {
+        return None;
+    }
+    let mut source_prefixes = races.source_prefixes.clone();
+    if let Some(dir) = settings
+        .env
+        .get("CI_PROJECT_DIR")
+        .filter(|d| d.starts_with('/'))
+    {
+        source_prefixes.push(dir.to_owned());
+    }
+    Some(BlameRequest { source_prefixes })
+}
+
+fn notice_text(notice: &Notice) -> String {
+    match notice {
+        Notice::BlameUnavailable { reason } => {
+            format!("no \"Last changed\" section in new race issues: {reason}")
+        }
+        Notice::BlameFailed { path, line, reason } => {
+            format!(
+                "could not read who last changed {path}:{line} (the issue is filed without it): {reason}"
+            )
+        }
+        Notice::GoModUnreadable { reason } => {
+            format!("could not read go.mod to place Go frames in the repository: {reason}")
+        }
+    }
 }
 
 fn race_labels(args: &ScanRacesArgs, settings: &Settings) -> Result<RaceLabels> {
@@ -179,11 +282,12 @@ fn render_human(out: &mut dyn std::io::Write, result: &ScanResult) -> std::io::R
             bytesize::ByteSize(result.bytes)
         );
     }
-    for race in &result.races {
+    for RaceResult { race, reason } in &result.races {
         let issue = race
             .issue
             .as_ref()
             .map(|i| format!("#{} {}", i.iid, i.web_url))
+            .or_else(|| reason.as_ref().map(|r| format!("({r})")))
             .unwrap_or_default();
         writeln!(
             out,

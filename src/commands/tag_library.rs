@@ -114,6 +114,7 @@ pub fn run(args: &TagLibraryArgs, settings: &Settings) -> Result<ExitStatus> {
                 .secret("RP_GIT_TOKEN")
                 .map(|t| (t, "RP_GIT_TOKEN".into())),
             settings.gitlab.token.as_ref(),
+            settings.gitlab.url.as_deref(),
         ),
         tagger: TaggerSources {
             committer: identity("GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"),
@@ -121,16 +122,23 @@ pub fn run(args: &TagLibraryArgs, settings: &Settings) -> Result<ExitStatus> {
         },
         release: release_policy(args, settings)?,
     };
+    if request.auth.token.is_some() {
+        settings.warn_token_destination(&printer, request.auth.source.as_deref());
+    }
     let gitlab = match request.release {
         ReleasePolicy::Create { .. } => Some(settings.gitlab_client(&printer)?),
         _ => None,
     };
-    let mut git = GitRepo::open(&args.repo).map_err(with_flag_hints)?;
+    let mut git = GitRepo::open(&args.repo)
+        .map_err(with_flag_hints)?
+        .trusting(&settings.gitlab.trust.extra);
     if settings.dry_run {
         git = git.planning();
     }
-    let outcome = ops::tag_library(&git, gitlab.as_ref(), &request, &mut |e| show(&printer, e))
-        .map_err(with_flag_hints)?;
+    let section = printer.section("tag_library", "tag-library: reading tags, tagging, pushing");
+    let outcome = ops::tag_library(&git, gitlab.as_ref(), &request, &mut |e| show(&printer, e));
+    drop(section);
+    let outcome = outcome.map_err(with_flag_hints)?;
     printer.planned(&git.planned());
     printer.planned(&gitlab.map(|g| g.planned()).unwrap_or_default());
     finish(&printer, &outcome)?;
@@ -275,5 +283,6 @@ fn finish(printer: &Printer, outcome: &TagOutcome) -> Result<()> {
             notes.markdown.trim_end()
         ),
     };
+    printer.summary(text.lines().next().unwrap_or_default());
     printer.result(outcome, |out| writeln!(out, "{text}"))
 }

@@ -12,7 +12,7 @@ use crate::ops::transition_issues::{
     IssueAction, MrSelector, Notice, TransitionOutcome, TransitionRequest, WorkflowPolicy,
     transition_issues,
 };
-use crate::output::Printer;
+use crate::output::{Printer, SummaryLine, summary_of};
 use crate::settings::Settings;
 
 /// Move the issues a merge request mentions to the next board column: to
@@ -102,6 +102,9 @@ pub fn run(args: &TransitionIssuesArgs, settings: &Settings) -> Result<ExitStatu
             .collect(),
     };
     printer.result(&result, |out| render_human(out, &outcome))?;
+    printer.summary(summary_of(SummaryLine::First, |out| {
+        render_human(out, &outcome)
+    }));
     Ok(ExitStatus::Success)
 }
 

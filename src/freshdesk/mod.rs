@@ -17,7 +17,7 @@
 
 mod types;
 
-pub use types::{Attachment, Contact, Conversation, Ticket};
+pub use types::{Agent, AgentContact, Attachment, Contact, Conversation, Ticket};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -259,6 +259,12 @@ impl Freshdesk {
     /// API's `attachment_url` expires within minutes).
     pub fn attachment_page_url(&self, attachment: u64) -> String {
         format!("{}/helpdesk/attachments/{attachment}", self.base_url)
+    }
+
+    /// The agent the API key belongs to: the cheapest read that proves
+    /// Freshdesk answers and takes the key.
+    pub fn me(&self) -> Result<Agent> {
+        self.get(None, "agents/me")
     }
 
     /// The ticket with its requester.

@@ -190,3 +190,19 @@ mod tests {
         assert!(t.tags.is_empty() && t.subject.is_empty());
     }
 }
+
+/// The agent an API key belongs to (`GET /api/v2/agents/me`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Agent {
+    pub id: u64,
+    #[serde(default)]
+    pub contact: Option<AgentContact>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentContact {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}

@@ -15,7 +15,10 @@
 //! make as [`PlannedWrite`]s, answering [`Written::Planned`].
 //!
 //! What it must never do: force a push, move a tag that exists on the remote,
-//! or let a token reach an error message, a log line or `Debug` output.
+//! let a token reach an error message, a log line or `Debug` output, or send
+//! a token to any host but the configured GitLab's: the credentials callback
+//! checks the host of the URL asking (after any redirect) and refuses
+//! another host, or plain http when GitLab is reached over https.
 
 pub mod release_notes;
 pub mod version;
@@ -32,6 +35,7 @@ use git2::{
 };
 
 use crate::error::{HintedError, UsageError};
+use crate::http::tls::CaFile;
 use crate::planned::{PlannedWrite, Written};
 use crate::settings::{GitLabToken, Secret, TokenKind};
 
@@ -134,7 +138,8 @@ impl Identity {
     }
 }
 
-/// Credentials for http(s) remotes: a token sent as the password.
+/// Credentials for http(s) remotes: a token sent as the password, to the
+/// GitLab host only.
 pub struct GitAuth {
     pub username: String,
     pub token: Option<Secret>,
@@ -142,19 +147,62 @@ pub struct GitAuth {
     pub source: Option<String>,
     /// The token is a `CI_JOB_TOKEN`, which can read but normally not push.
     pub is_job_token: bool,
+    /// The configured GitLab instance (`scheme://host[:port]`): the token
+    /// goes to its host and nowhere else.
+    pub gitlab_url: Option<String>,
+}
+
+/// Why a token is not sent to a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Withheld {
+    /// No GitLab URL is configured, so no host may have the token.
+    NoGitLabHost { host: String },
+    /// The server is on another host than GitLab.
+    OtherHost { host: String, gitlab_host: String },
+    /// GitLab is reached over https; this server speaks plain http.
+    Unencrypted { host: String },
+}
+
+impl fmt::Display for Withheld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Withheld::NoGitLabHost { host } => write!(
+                f,
+                "{host} asks for credentials, but no GitLab URL is configured: the token is only \
+                 sent to the GitLab host"
+            ),
+            Withheld::OtherHost { host, gitlab_host } => write!(
+                f,
+                "{host} asks for credentials, but the token is only sent to the GitLab host \
+                 {gitlab_host}; it was not sent"
+            ),
+            Withheld::Unencrypted { host } => write!(
+                f,
+                "{host} asks for credentials over plain http while GitLab is reached over \
+                 https; the token was not sent"
+            ),
+        }
+    }
 }
 
 impl GitAuth {
     /// A git token of its own (`RP_GIT_TOKEN`) first, else the GitLab token.
     /// The token is the password of user `oauth2`, except for
     /// `CI_JOB_TOKEN`, which GitLab only accepts as user `gitlab-ci-token`.
-    pub fn resolve(git_token: Option<(Secret, String)>, gitlab: Option<&GitLabToken>) -> Self {
+    /// It is only ever sent to the host of `gitlab_url`.
+    pub fn resolve(
+        git_token: Option<(Secret, String)>,
+        gitlab: Option<&GitLabToken>,
+        gitlab_url: Option<&str>,
+    ) -> Self {
+        let gitlab_url = gitlab_url.map(str::to_owned);
         if let Some((token, source)) = git_token {
             return Self {
                 username: "oauth2".to_owned(),
                 token: Some(token),
                 source: Some(source),
                 is_job_token: false,
+                gitlab_url,
             };
         }
         let is_job_token = gitlab.is_some_and(|t| t.kind == TokenKind::Job);
@@ -168,7 +216,35 @@ impl GitAuth {
             token: gitlab.map(|t| t.secret.clone()),
             source: gitlab.map(|t| t.source.clone()),
             is_job_token,
+            gitlab_url,
         }
+    }
+
+    /// Whether the token may go to the server at `url`: the same host as
+    /// GitLab's (any port: GitLab's git-over-http shares its host, not
+    /// always its port), and not over plain http when GitLab uses https.
+    pub fn may_send_to(&self, url: &str) -> Result<(), Withheld> {
+        let target = url::Url::parse(url).ok();
+        let host = target
+            .as_ref()
+            .and_then(|u| u.host_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| redact_url(url));
+        let gitlab = self
+            .gitlab_url
+            .as_deref()
+            .and_then(|g| url::Url::parse(g).ok());
+        let Some(gitlab) = gitlab else {
+            return Err(Withheld::NoGitLabHost { host });
+        };
+        let gitlab_host = gitlab.host_str().unwrap_or_default().to_ascii_lowercase();
+        if target.is_none() || host != gitlab_host {
+            return Err(Withheld::OtherHost { host, gitlab_host });
+        }
+        if gitlab.scheme() == "https" && target.is_some_and(|t| t.scheme() != "https") {
+            return Err(Withheld::Unencrypted { host });
+        }
+        Ok(())
     }
 }
 
@@ -178,6 +254,7 @@ impl fmt::Debug for GitAuth {
             .field("username", &self.username)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("source", &self.source)
+            .field("gitlab_url", &self.gitlab_url)
             .finish()
     }
 }
@@ -264,6 +341,8 @@ pub struct GitRepo {
     root: PathBuf,
     /// In dry-run mode, the writes recorded instead of made.
     plan: Option<RefCell<Vec<PlannedWrite>>>,
+    /// CA files https remotes may be signed by, beyond the defaults.
+    trust: Vec<CaFile>,
 }
 
 impl GitRepo {
@@ -296,6 +375,7 @@ impl GitRepo {
             repo,
             root,
             plan: None,
+            trust: Vec::new(),
         })
     }
 
@@ -305,6 +385,47 @@ impl GitRepo {
     pub fn planning(mut self) -> Self {
         self.plan.get_or_insert_with(RefCell::default);
         self
+    }
+
+    /// Trust these CA files too for https remotes (GitLab Runner's
+    /// `CI_SERVER_TLS_CA_FILE`), on top of OpenSSL's default locations,
+    /// which already follow `SSL_CERT_FILE` and `SSL_CERT_DIR`.
+    pub fn trusting(mut self, files: &[CaFile]) -> Self {
+        self.trust = files.to_vec();
+        self
+    }
+
+    /// Load the extra CA files into libgit2's TLS context before the first
+    /// https connection. The context is the process's, so each file is
+    /// loaded once.
+    fn prepare_tls(&self, url: &str) -> Result<()> {
+        if self.trust.is_empty() || !url.to_ascii_lowercase().starts_with("https://") {
+            return Ok(());
+        }
+        static LOADED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+        let mut loaded = LOADED
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the TLS set-up of libgit2 failed earlier"))?;
+        for file in &self.trust {
+            if loaded.contains(&file.path) {
+                continue;
+            }
+            // SAFETY: libgit2's global options are not synchronised with
+            // connections in flight; the lock above serialises the callers
+            // here, and this runs before this repository connects.
+            let set = unsafe { git2::opts::set_ssl_cert_file(file.path.as_path()) };
+            set.map_err(|e| {
+                UsageError::new(format!(
+                    "{} ({}) cannot be used for git over https: {}",
+                    file.source,
+                    file.path.display(),
+                    e.message()
+                ))
+                .with_hint("it must be a PEM file of CA certificates")
+            })?;
+            loaded.push(file.path.clone());
+        }
+        Ok(())
     }
 
     /// The writes planned so far, in order (empty when not in dry-run mode).
@@ -432,6 +553,7 @@ impl GitRepo {
         if let Some(path) = local_repository_path(&url) {
             return tags_of_local_repository(&path).with_context(what);
         }
+        self.prepare_tls(&url).with_context(what)?;
         let mut anonymous = self.anonymous_remote(&url, auth).with_context(what)?;
         let state = AuthState::default();
         let connection = anonymous
@@ -618,6 +740,7 @@ impl GitRepo {
                 redact_url(&remote.push_url)
             )
         };
+        self.prepare_tls(&url).with_context(what)?;
         let mut anonymous = self.anonymous_remote(&url, auth).with_context(what)?;
         let state = AuthState::default();
         let already_there = Cell::new(false);
@@ -766,11 +889,12 @@ fn clean_remote_output(raw: &[u8]) -> String {
         .join("\n")
 }
 
-/// The URL libgit2 connects to. With a token of our own, credentials written
-/// into the remote's URL (as older GitLab runners do with the job token) are
-/// dropped, or libgit2 would present them first and never ask for ours.
+/// The URL libgit2 connects to. With a token of our own for that host,
+/// credentials written into the remote's URL (as older GitLab runners do
+/// with the job token) are dropped, or libgit2 would present them first and
+/// never ask for ours. A remote on another host keeps what its URL says.
 fn effective_url(url: &str, auth: &GitAuth) -> String {
-    if auth.token.is_some() && is_http(url) {
+    if auth.token.is_some() && is_http(url) && auth.may_send_to(url).is_ok() {
         redact_url(url)
     } else {
         url.to_owned()
@@ -792,6 +916,8 @@ struct AuthState {
     offered_token: Cell<bool>,
     rejected: Cell<bool>,
     missing_token: Cell<bool>,
+    /// A server the token may not go to asked for it.
+    withheld: RefCell<Option<Withheld>>,
     calls: Cell<u32>,
 }
 
@@ -800,7 +926,7 @@ struct AuthState {
 /// offered once, and the next call ends the connection.
 fn callbacks<'a>(auth: &'a GitAuth, state: &'a AuthState) -> RemoteCallbacks<'a> {
     let mut cbs = RemoteCallbacks::new();
-    cbs.credentials(move |_url, username_from_url, allowed| {
+    cbs.credentials(move |url, username_from_url, allowed| {
         state.calls.set(state.calls.get() + 1);
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             if state.offered_token.get() {
@@ -813,6 +939,13 @@ fn callbacks<'a>(auth: &'a GitAuth, state: &'a AuthState) -> RemoteCallbacks<'a>
                 state.missing_token.set(true);
                 return Err(git2::Error::from_str("the server asks for credentials"));
             };
+            // libgit2 passes the URL of the server that asks, after any
+            // redirect: the token goes to the GitLab host only.
+            if let Err(withheld) = auth.may_send_to(url) {
+                let message = withheld.to_string();
+                *state.withheld.borrow_mut() = Some(withheld);
+                return Err(git2::Error::from_str(&message));
+            }
             state.offered_token.set(true);
             return Cred::userpass_plaintext(&auth.username, token.expose());
         }
@@ -857,7 +990,24 @@ fn transport_error(
     } else {
         ""
     };
-    let (message, hint) = if state.missing_token.get() {
+    let withheld = state.withheld.borrow().clone();
+    let (message, hint) = if let Some(withheld) = withheld {
+        let hint = match withheld {
+            Withheld::NoGitLabHost { .. } => format!(
+                "set the GitLab URL (--gitlab-url, RP_GITLAB_URL or gitlab.url; CI_SERVER_URL in \
+                 CI) to the instance that hosts this repository, so the token from {source} may \
+                 go to it"
+            ),
+            Withheld::OtherHost { .. } => "push to a remote on the GitLab host, or point the \
+                 GitLab URL at the instance that hosts this repository; a redirect to another \
+                 host never gets the token"
+                .to_owned(),
+            Withheld::Unencrypted { .. } => {
+                "use an https:// remote URL for the GitLab host".to_owned()
+            }
+        };
+        (withheld.to_string(), hint)
+    } else if state.missing_token.get() {
         (
             "the remote asks for credentials and no token is set".to_owned(),
             "set RP_GIT_TOKEN (or RP_GITLAB_TOKEN) to a token with write_repository; \
@@ -894,12 +1044,13 @@ fn transport_error(
     ))
 }
 
-/// `text` with the token and any password from the URL replaced by `***`:
+/// `text` with the token and any credentials from the URL replaced, in
+/// every spelling (percent-encoded as in a URL's userinfo, or decoded):
 /// libgit2's messages may quote the URL it was given.
 fn scrub(text: &str, url: &str, auth: &GitAuth) -> String {
-    let mut secrets: Vec<String> = Vec::new();
+    let mut secrets: Vec<&str> = Vec::new();
     if let Some(token) = &auth.token {
-        secrets.push(token.expose().to_owned());
+        secrets.push(token.expose());
     }
     if let Some(userinfo) = url
         .split_once("://")
@@ -907,16 +1058,12 @@ fn scrub(text: &str, url: &str, auth: &GitAuth) -> String {
         .and_then(|authority| authority.rsplit_once('@'))
         .map(|(userinfo, _)| userinfo)
     {
-        secrets.push(userinfo.to_owned());
+        secrets.push(userinfo);
         if let Some((_, password)) = userinfo.split_once(':') {
-            secrets.push(password.to_owned());
+            secrets.push(password);
         }
     }
-    let mut text = text.to_owned();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret.as_str(), "***");
-    }
-    text
+    crate::redact::Redactor::new(secrets).redact(text)
 }
 
 /// A libgit2 error as an anyhow error, scrubbed of credentials.
@@ -972,6 +1119,7 @@ mod tests {
             token: Some(Secret::new("glpat-abc")),
             source: None,
             is_job_token: false,
+            gitlab_url: None,
         };
         let url = "https://gitlab-ci-token:jobsecret@host/g/p.git";
         let text = scrub(
@@ -992,19 +1140,99 @@ mod tests {
     }
 
     #[test]
+    fn percent_encoded_tokens_are_scrubbed_too() {
+        // A token with characters a URL's userinfo must encode, as a CI
+        // runner or a person writes it into the remote's URL.
+        let auth = GitAuth {
+            username: "oauth2".into(),
+            token: Some(Secret::new("glpat/ab+c=d")),
+            source: None,
+            is_job_token: false,
+            gitlab_url: None,
+        };
+        let url = "https://oauth2:glpat%2Fab%2Bc%3Dd@host/g/p.git";
+        for text in [
+            format!("could not reach {url}"),
+            "auth for oauth2:glpat%2fab%2bc%3dd@host".to_owned(),
+            "password glpat/ab+c=d".to_owned(),
+        ] {
+            let clean = scrub(&text, url, &auth);
+            assert!(
+                !clean.contains("glpat") && !clean.contains("ab%2") && !clean.contains("ab+c"),
+                "{clean}"
+            );
+        }
+        // Credentials only in the URL (no token of ours), decoded by libgit2.
+        let none = GitAuth::resolve(None, None, None);
+        let clean = scrub(
+            "as user gitlab-ci-token with p@ss:w/rd",
+            "https://gitlab-ci-token:p%40ss%3Aw%2Frd@host/x.git",
+            &none,
+        );
+        assert!(!clean.contains("p@ss"), "{clean}");
+    }
+
+    #[test]
+    fn the_token_goes_to_the_gitlab_host_only() {
+        let token = Some((Secret::new("t"), "RP_GIT_TOKEN".to_owned()));
+        let auth = GitAuth::resolve(token.clone(), None, Some("https://GitLab.example.com"));
+        assert_eq!(
+            auth.may_send_to("https://gitlab.example.com/g/p.git"),
+            Ok(())
+        );
+        assert_eq!(
+            auth.may_send_to("https://u:p@gitlab.example.com:8443/g/p.git"),
+            Ok(())
+        );
+        assert_eq!(
+            auth.may_send_to("https://evil.example.com/g/p.git"),
+            Err(Withheld::OtherHost {
+                host: "evil.example.com".into(),
+                gitlab_host: "gitlab.example.com".into()
+            })
+        );
+        // A look-alike in the userinfo is not the host.
+        assert!(
+            auth.may_send_to("https://gitlab.example.com@evil.example.com/p.git")
+                .is_err()
+        );
+        assert_eq!(
+            auth.may_send_to("http://gitlab.example.com/g/p.git"),
+            Err(Withheld::Unencrypted {
+                host: "gitlab.example.com".into()
+            })
+        );
+        let http = GitAuth::resolve(token.clone(), None, Some("http://127.0.0.1:8080"));
+        assert_eq!(http.may_send_to("http://127.0.0.1:9000/git/x.git"), Ok(()));
+        assert!(http.may_send_to("http://127.0.0.2:9000/git/x.git").is_err());
+        let nowhere = GitAuth::resolve(token, None, None);
+        assert!(matches!(
+            nowhere.may_send_to("https://gitlab.example.com/x.git"),
+            Err(Withheld::NoGitLabHost { .. })
+        ));
+        // Credentials in a remote URL on another host are that host's: kept.
+        let url = "https://me:pw@mirror.example.com/x.git";
+        assert_eq!(effective_url(url, &auth), url);
+        assert_eq!(
+            effective_url("https://ci:old@gitlab.example.com/x.git", &auth),
+            "https://gitlab.example.com/x.git"
+        );
+    }
+
+    #[test]
     fn auth_prefers_the_git_token_and_names_the_job_token_user() {
         let job = GitLabToken {
             secret: Secret::new("job-secret"),
             kind: TokenKind::Job,
             source: "CI_JOB_TOKEN".into(),
         };
-        let auth = GitAuth::resolve(None, Some(&job));
+        let auth = GitAuth::resolve(None, Some(&job), None);
         assert_eq!(auth.username, "gitlab-ci-token");
         assert!(auth.is_job_token);
         assert_eq!(auth.source.as_deref(), Some("CI_JOB_TOKEN"));
 
         let own = Some((Secret::new("glpat-git"), "RP_GIT_TOKEN".to_owned()));
-        let auth = GitAuth::resolve(own, Some(&job));
+        let auth = GitAuth::resolve(own, Some(&job), None);
         assert_eq!(auth.username, "oauth2");
         assert!(!auth.is_job_token);
         assert_eq!(
@@ -1017,8 +1245,11 @@ mod tests {
             source: "RP_GITLAB_TOKEN".into(),
             ..job
         };
-        assert_eq!(GitAuth::resolve(None, Some(&private)).username, "oauth2");
-        assert!(GitAuth::resolve(None, None).token.is_none());
+        assert_eq!(
+            GitAuth::resolve(None, Some(&private), None).username,
+            "oauth2"
+        );
+        assert!(GitAuth::resolve(None, None, None).token.is_none());
     }
 
     #[test]
@@ -1037,7 +1268,7 @@ mod tests {
 
         let git = GitRepo::open(dir.path()).unwrap().planning();
         let remote = git.remote("origin").unwrap();
-        let auth = GitAuth::resolve(None, None);
+        let auth = GitAuth::resolve(None, None, None);
         let created = git
             .create_tag("v1.0.0", commit, &Identity::bot(), "one")
             .unwrap();
@@ -1063,6 +1294,7 @@ mod tests {
             token: Some(Secret::new("glpat-verysecret")),
             source: Some("RP_GIT_TOKEN".into()),
             is_job_token: false,
+            gitlab_url: None,
         };
         assert!(!format!("{auth:?}").contains("verysecret"));
     }

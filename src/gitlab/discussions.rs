@@ -2,8 +2,9 @@
 //!
 //! Creating a thread or a note is not idempotent, so each takes a `marker`
 //! that its body starts with: after an attempt whose answer was lost, the
-//! discussions are read again and a note starting with the marker counts as
-//! the write having happened.
+//! discussions are read again and a note starting with the marker, written
+//! by the token's own user (anyone can type a marker), counts as the write
+//! having happened.
 
 use anyhow::Result;
 use serde_json::json;
@@ -38,10 +39,14 @@ impl GitLab {
             &json!({ "body": body }),
             &summary,
             || {
-                Ok(self
-                    .merge_request_discussions(project, iid)?
-                    .into_iter()
-                    .find(|d| d.first_note().is_some_and(|n| n.body.starts_with(marker))))
+                for d in self.merge_request_discussions(project, iid)? {
+                    if let Some(first) = d.first_note() {
+                        if first.body.starts_with(marker) && self.is_own(first.author.as_ref())? {
+                            return Ok(Some(d));
+                        }
+                    }
+                }
+                Ok(None)
             },
         )
     }
@@ -67,12 +72,17 @@ impl GitLab {
             &json!({ "body": body }),
             &summary,
             || {
-                Ok(self
+                let notes = self
                     .merge_request_discussions(project, iid)?
                     .into_iter()
                     .filter(|d| d.id == discussion)
-                    .flat_map(|d| d.notes)
-                    .find(|n| n.body.starts_with(marker)))
+                    .flat_map(|d| d.notes);
+                for note in notes {
+                    if note.body.starts_with(marker) && self.is_own(note.author.as_ref())? {
+                        return Ok(Some(note));
+                    }
+                }
+                Ok(None)
             },
         )
     }

@@ -35,6 +35,20 @@ impl GitLab {
         issue: &NewIssue,
         marker: &str,
     ) -> Result<Written<Issue>> {
+        self.create_issue_recognised(project, issue, |existing| {
+            existing.description().contains(marker)
+        })
+    }
+
+    /// Create an issue; after an attempt whose answer was lost, an issue
+    /// carrying the same labels for which `is_ours` holds is taken as the
+    /// one created (for a marker that must be found only at its own place).
+    pub fn create_issue_recognised(
+        &self,
+        project: &str,
+        issue: &NewIssue,
+        is_ours: impl Fn(&Issue) -> bool,
+    ) -> Result<Written<Issue>> {
         let path = format!("{}/issues", Self::project_path(project));
         let body = json!({
             "title": issue.title,
@@ -50,7 +64,7 @@ impl GitLab {
             Ok(self
                 .issues_with_labels(project, &issue.labels)?
                 .into_iter()
-                .find(|existing| existing.description().contains(marker)))
+                .find(|existing| is_ours(existing)))
         })
     }
 

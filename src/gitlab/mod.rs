@@ -20,18 +20,23 @@
 //! This module knows HTTP and GitLab's conventions; it knows nothing about
 //! races, tags or releases.
 
+mod blame;
 mod commits;
 mod discussions;
 mod files;
+mod instance;
 mod issues;
 mod merge_requests;
 mod projects;
 mod releases;
 mod types;
 mod uploads;
+mod users;
 
+pub use blame::{BlameCommit, BlameRange};
 pub use commits::History;
 pub use files::FileContent;
+pub use instance::{InstanceVersion, TokenInfo};
 pub use issues::NewIssue;
 pub use projects::is_status;
 pub use releases::{Release, ReleaseWrite};
@@ -232,6 +237,8 @@ pub struct GitLab {
     retry: RetryPolicy,
     on_retry: Arc<dyn Fn(&str) + Send + Sync>,
     mode: Mode,
+    /// The token's own user, once read (see `users.rs`); shared by clones.
+    me: Arc<std::sync::OnceLock<User>>,
 }
 
 impl Clone for GitLab {
@@ -246,6 +253,7 @@ impl Clone for GitLab {
             retry: self.retry,
             on_retry: self.on_retry.clone(),
             mode: self.mode.clone(),
+            me: self.me.clone(),
         }
     }
 }
@@ -283,6 +291,7 @@ impl GitLab {
             retry,
             on_retry: Arc::new(|_| {}),
             mode: Mode::Live,
+            me: Arc::default(),
         })
     }
 
@@ -298,6 +307,7 @@ impl GitLab {
             retry: RetryPolicy::default(),
             on_retry: Arc::new(|_| {}),
             mode: Mode::Offline(Arc::default()),
+            me: Arc::default(),
         }
     }
 

@@ -4,11 +4,16 @@
 //!
 //! Reads: the MR, the file at the source branch (in the source project, a
 //! fork's for fork MRs), the file at the target branch, the MR's
-//! discussions — four requests when there is nothing to write. Which
-//! threads are ours is decided by the marker at the very start of their
-//! first note (see [`crate::versions::thread`]); the versions recorded in
-//! the latest marker of a thread say what it was written for, so a thread a
-//! person resolved stays resolved until the versions change.
+//! discussions — four requests when there is nothing to write, five when a
+//! thread carries our marker and the token's own user must be read to know
+//! whether we wrote it (`GET /user`, once per client). A thread is ours when
+//! its first note starts with the marker (see [`crate::versions::thread`])
+//! *and* was written by the token's user: anyone can type a marker, so a
+//! person's comment that starts with one is never taken for ours (it would
+//! otherwise stand in for the warning, or acknowledge it). Only our own
+//! notes count inside a thread too; the versions recorded in our latest
+//! marker say what it was written for, so a thread a person resolved stays
+//! resolved until the versions change.
 
 use anyhow::{Context, Result};
 
@@ -204,7 +209,7 @@ pub fn check_versions(
     let discussions = gitlab
         .merge_request_discussions(project, iid)
         .with_context(|| format!("reading the threads of !{iid} in project {project}"))?;
-    let ours = our_threads(&discussions);
+    let ours = our_threads(gitlab, &discussions)?;
     let (open, closed): (Vec<&OurThread>, Vec<&OurThread>) =
         ours.iter().partition(|t| !t.discussion.is_resolved());
     let facts = Facts {
@@ -222,11 +227,7 @@ pub fn check_versions(
         Verdict::Match => {
             for ours in &open {
                 let id = &ours.discussion.id;
-                let noted = ours
-                    .discussion
-                    .notes
-                    .iter()
-                    .any(|n| n.body.starts_with(RESOLVED_MARKER));
+                let noted = ours.resolved_by_us;
                 let mut planned = false;
                 if !noted {
                     planned |= gitlab
@@ -302,25 +303,38 @@ pub fn check_versions(
 }
 
 /// Our threads, oldest first: resolvable discussions whose first note
-/// starts with our marker.
-fn our_threads(discussions: &[Discussion]) -> Vec<OurThread<'_>> {
-    discussions
-        .iter()
-        .filter(|d| d.is_resolvable())
-        .filter_map(|d| {
-            let first = d.first_note()?;
-            let opening = thread::read_marker(&first.body)?;
-            let latest = d
-                .notes
+/// starts with our marker and was written by the token's own user. The
+/// user is read only when some thread carries the marker.
+fn our_threads<'a>(gitlab: &GitLab, discussions: &'a [Discussion]) -> Result<Vec<OurThread<'a>>> {
+    let mut ours = Vec::new();
+    for d in discussions.iter().filter(|d| d.is_resolvable()) {
+        let Some(first) = d.first_note() else {
+            continue;
+        };
+        let Some(opening) = thread::read_marker(&first.body) else {
+            continue;
+        };
+        if !gitlab.is_own(first.author.as_ref())? {
+            continue;
+        }
+        let mut own_notes = Vec::new();
+        for note in &d.notes {
+            if gitlab.is_own(note.author.as_ref())? {
+                own_notes.push(note);
+            }
+        }
+        let latest = own_notes
+            .iter()
+            .filter_map(|n| thread::read_marker(&n.body))
+            .filter_map(|r| r.versions)
+            .next_back();
+        ours.push(OurThread {
+            discussion: d,
+            recorded: latest.or(opening.versions),
+            resolved_by_us: own_notes
                 .iter()
-                .filter_map(|n| thread::read_marker(&n.body))
-                .filter_map(|r| r.versions)
-                .next_back();
-            Some(OurThread {
-                discussion: d,
-                recorded: latest.or(opening.versions),
-                resolved_by_us: d.notes.iter().any(|n| n.body.starts_with(RESOLVED_MARKER)),
-            })
-        })
-        .collect()
+                .any(|n| n.body.starts_with(RESOLVED_MARKER)),
+        });
+    }
+    Ok(ours)
 }

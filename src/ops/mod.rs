@@ -19,6 +19,7 @@
 //! - [`transition_issues`]: moving referenced issues along the workflow (`transition-issues`, the webhook).
 
 pub mod check_versions;
+pub mod doctor;
 pub mod escalate;
 pub mod publish_release;
 pub mod races;

@@ -17,6 +17,17 @@
 //! dies with the process, so a crash never leaves a stale lock; leftover
 //! temporary files are found by [`Publisher::remove_leftovers`]).
 //!
+//! Which artifact a version has is what its `.status` file records, never
+//! just any file in the directory: a release script may write files next
+//! to the artifact (a checksum list, a log), and those must not turn an
+//! identical re-upload into a conflict.
+//!
+//! The release directory may hold product directories that are symbolic
+//! links to other file systems: an upload is received into the product's
+//! directory when it exists (so the final rename stays on one file system),
+//! and copied into the version directory when a rename across file systems
+//! is unavoidable.
+//!
 //! Blocking: call it on a thread that may block (the blocking pool), never
 //! from async code.
 
@@ -36,20 +47,22 @@ use crate::release::publish::{
     ReleasePaths, ReleaseStatus, Reupload, check_file_name, is_artifact_name, missing_metadata,
     reupload,
 };
-use crate::release::script::{self, ScriptOutcome, ScriptRun};
+use crate::release::script::{self, ScriptEnvironment, ScriptOutcome, ScriptRun};
 use crate::release::{
     self, META_VERSION, ReleaseFacts, is_valid_meta_key, is_valid_name, meta_key_rule, name_rule,
 };
 
 /// Prefix of the temporary files uploads are received into.
 pub const TEMP_PREFIX: &str = ".rp-upload-";
+/// Prefix of the temporary files `.env` and `.status` are written through.
+pub const META_TEMP_PREFIX: &str = ".rp-tmp-";
 
 /// The release directory, the products' rules and the version locks.
 pub struct Publisher {
     dir: PathBuf,
     products: BTreeMap<String, ProductConfig>,
-    /// Environment variables removed from release scripts' environment.
-    scrub_env: Vec<String>,
+    /// What release scripts inherit, and the secrets kept out of answers.
+    script_env: ScriptEnvironment,
     busy: Arc<Mutex<HashSet<(String, String)>>>,
     on_step: Arc<dyn Fn(&PublishStep<'_>) + Send + Sync>,
 }
@@ -234,6 +247,39 @@ pub enum PublishStep<'a> {
     },
 }
 
+/// Where a version stands, for the release status route (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStatus {
+    pub product: String,
+    pub version: String,
+    /// The stored artifact's file name, MD5 and size, once stored.
+    pub file: Option<String>,
+    pub md5: Option<String>,
+    pub bytes: Option<u64>,
+    pub state: VersionState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionState {
+    /// Stored, and its script (if any) succeeded: released.
+    Published,
+    /// An upload of it is being received or published (its script runs).
+    InProgress,
+    /// Stored, but its script failed, timed out or never finished (or the
+    /// publication was cut short): an identical upload completes it.
+    ScriptFailed,
+}
+
+impl VersionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionState::Published => "published",
+            VersionState::InProgress => "in-progress",
+            VersionState::ScriptFailed => "script-failed",
+        }
+    }
+}
+
 /// Holds a product/version for one upload; released when dropped.
 #[derive(Debug)]
 pub struct VersionLock {
@@ -262,7 +308,7 @@ impl Publisher {
     pub fn open(
         dir: PathBuf,
         products: BTreeMap<String, ProductConfig>,
-        scrub_env: Vec<String>,
+        script_env: ScriptEnvironment,
     ) -> Result<Self> {
         for (name, product) in &products {
             if !is_valid_name(name) {
@@ -296,7 +342,7 @@ impl Publisher {
         Ok(Self {
             dir,
             products,
-            scrub_env,
+            script_env,
             busy: Arc::default(),
             on_step: Arc::new(|_| {}),
         })
@@ -316,29 +362,42 @@ impl Publisher {
         self.products.len()
     }
 
-    /// Remove the temporary files an interrupted server left behind: each
-    /// one with the outcome of its removal.
+    /// Remove the temporary files an interrupted server left behind, in the
+    /// release directory, the product directories (through symbolic links)
+    /// and the version directories: each one with the outcome of its
+    /// removal.
     pub fn remove_leftovers(&self) -> Result<Vec<(PathBuf, io::Result<()>)>> {
-        let entries = std::fs::read_dir(&self.dir)
+        let mut removed = Vec::new();
+        remove_temp_files(&self.dir, &mut removed)
             .with_context(|| format!("reading release directory {}", self.dir.display()))?;
-        Ok(entries
-            .flatten()
-            .filter(|entry| entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
-            .map(|entry| {
-                let path = entry.path();
-                let removed = std::fs::remove_file(&path);
-                (path, removed)
-            })
-            .collect())
+        for product_dir in subdirectories(&self.dir) {
+            // Unreadable directories are the next upload's problem, not a
+            // reason to refuse to start.
+            if remove_temp_files(&product_dir, &mut removed).is_err() {
+                continue;
+            }
+            for version_dir in subdirectories(&product_dir) {
+                let _ = remove_temp_files(&version_dir, &mut removed);
+            }
+        }
+        Ok(removed)
     }
 
-    /// A new temporary file to receive an artifact into: in the release
-    /// directory (the same file system, so the final rename is atomic),
-    /// removed when dropped unless published.
-    pub fn temp_file(&self) -> io::Result<NamedTempFile> {
+    /// A new temporary file to receive an artifact of `product` (when the
+    /// form has named it yet) into: in the product's directory when it
+    /// exists, which may be a link to another file system, else in the
+    /// release directory; either way on the file system the artifact will
+    /// live on, so the final rename is atomic. Removed when dropped unless
+    /// published.
+    pub fn temp_file(&self, product: Option<&str>) -> io::Result<NamedTempFile> {
+        let dir = product
+            .filter(|p| self.products.contains_key(*p))
+            .map(|p| self.dir.join(p))
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(|| self.dir.clone());
         tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
-            .tempfile_in(&self.dir)
+            .tempfile_in(dir)
     }
 
     /// The rules of a configured product.
@@ -371,6 +430,61 @@ impl Publisher {
             busy: self.busy.clone(),
             key,
         })
+    }
+
+    /// Where `product`/`version` stands: `None` when there is no trace of it
+    /// (nothing stored, no upload under way). Reads the `.status` file, never
+    /// the artifact (no hashing: this answers while a script runs).
+    pub fn status(
+        &self,
+        product: &str,
+        version: &str,
+    ) -> Result<Option<VersionStatus>, PublishError> {
+        let has_script = self.product(product)?.script.is_some();
+        if !is_valid_name(version) {
+            return Err(PublishError::BadName(name_rule("version", version)));
+        }
+        // The lock first, then the disk: a publication that ends in between
+        // reads as in progress, and the client asks again.
+        let busy = self
+            .busy
+            .lock()
+            .map_err(|_| PublishError::Internal("release lock poisoned"))?
+            .contains(&(product.to_owned(), version.to_owned()));
+        let mut status = VersionStatus {
+            product: product.to_owned(),
+            version: version.to_owned(),
+            file: None,
+            md5: None,
+            bytes: None,
+            state: VersionState::InProgress,
+        };
+        let version_dir = self.dir.join(product).join(version);
+        // The published artifact (the one its status file names), whatever
+        // else the script left in the directory.
+        let Some(file_name) = published_artifact(&version_dir, "")? else {
+            return Ok(busy.then_some(status));
+        };
+        let paths = ReleasePaths::new(&self.dir, product, version, &file_name);
+        let recorded = std::fs::read_to_string(&paths.status)
+            .ok()
+            .and_then(|text| ReleaseStatus::from_json(&text));
+        status.bytes = match &recorded {
+            Some(recorded) => Some(recorded.bytes),
+            None => std::fs::metadata(&paths.artifact).ok().map(|m| m.len()),
+        };
+        status.md5 = recorded.as_ref().map(|r| r.md5.clone());
+        status.file = Some(file_name);
+        if !busy {
+            let complete = recorded.is_some() && paths.env.is_file();
+            status.state = match &recorded {
+                Some(r) if reupload(r, complete, &r.md5, has_script) == Reupload::Unchanged => {
+                    VersionState::Published
+                }
+                _ => VersionState::ScriptFailed,
+            };
+        }
+        Ok(Some(status))
     }
 
     /// Publish a received artifact (see the module docs). Blocks, for as
@@ -408,9 +522,10 @@ impl Publisher {
         let paths = ReleasePaths::new(&self.dir, &product, &version, &file_name);
         let has_script = config.script.is_some();
 
-        let (mut status, kind) = match existing_artifact(&paths.version_dir)? {
+        let (mut status, kind) = match published_artifact(&paths.version_dir, &file_name)? {
             None => {
                 let status = ReleaseStatus {
+                    file: Some(file_name.clone()),
                     md5: received.md5,
                     bytes: received.bytes,
                     script: None,
@@ -432,7 +547,8 @@ impl Publisher {
                 });
             }
             Some(_) => {
-                let (recorded, complete) = recorded_status(&paths)?;
+                let (mut recorded, complete) = recorded_status(&paths)?;
+                recorded.file.get_or_insert_with(|| file_name.clone());
                 let kind = match reupload(&recorded, complete, &received.md5, has_script) {
                     Reupload::Conflict => {
                         return Err(PublishError::DifferentArtifact {
@@ -479,7 +595,7 @@ impl Publisher {
                     env_file: &paths.env,
                     vars: &vars,
                     timeout: config.timeout,
-                    scrub: &self.scrub_env,
+                    environment: &self.script_env,
                 });
                 (self.on_step)(&PublishStep::ScriptFinished {
                     script: script_path,
@@ -508,21 +624,83 @@ impl Publisher {
     }
 }
 
-/// The artifact already stored for a version, if any.
-fn existing_artifact(version_dir: &Path) -> io::Result<Option<String>> {
+/// The artifact published for a version, if any: the one a `.status` file
+/// records (whatever else a release script wrote next to it), preferring
+/// `file_name`. Without any status file (a crash between the rename and
+/// writing it, before any script ran) the artifact-like file is taken,
+/// `file_name` first.
+fn published_artifact(version_dir: &Path, file_name: &str) -> io::Result<Option<String>> {
     let entries = match std::fs::read_dir(version_dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let mut recorded: Vec<String> = Vec::new();
+    let mut candidates: Vec<String> = Vec::new();
     for entry in entries {
         let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_artifact_name(&name) && entry.file_type()?.is_file() {
-            return Ok(Some(name));
+        if let Some(artifact) = name.strip_suffix(".status") {
+            if !is_artifact_name(artifact) || !version_dir.join(artifact).is_file() {
+                continue;
+            }
+            let records_it = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|text| ReleaseStatus::from_json(&text))
+                .is_some_and(|status| status.file.as_deref().is_none_or(|f| f == artifact));
+            if records_it {
+                recorded.push(artifact.to_owned());
+            }
+        } else if is_artifact_name(&name) {
+            candidates.push(name);
         }
     }
-    Ok(None)
+    let pick = |mut names: Vec<String>| {
+        names.sort();
+        if names.iter().any(|n| n == file_name) {
+            Some(file_name.to_owned())
+        } else {
+            names.into_iter().next()
+        }
+    };
+    Ok(if recorded.is_empty() {
+        pick(candidates)
+    } else {
+        pick(recorded)
+    })
+}
+
+/// The subdirectories of `dir` whose names could be products or versions
+/// (symbolic links to directories included), sorted.
+fn subdirectories(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| is_valid_name(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Remove the upload and metadata temporary files directly in `dir`.
+fn remove_temp_files(dir: &Path, removed: &mut Vec<(PathBuf, io::Result<()>)>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_temp = name.starts_with(TEMP_PREFIX) || name.starts_with(META_TEMP_PREFIX);
+        if is_temp && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let path = entry.path();
+            let outcome = std::fs::remove_file(&path);
+            removed.push((path, outcome));
+        }
+    }
+    Ok(())
 }
 
 /// What the status file says, or (after a crash before it was written) the
@@ -539,6 +717,10 @@ fn recorded_status(paths: &ReleasePaths) -> io::Result<(ReleaseStatus, bool)> {
     let bytes = io::copy(&mut file, &mut hasher)?;
     Ok((
         ReleaseStatus {
+            file: paths
+                .artifact
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
             md5: release::hex(&hasher.finalize()),
             bytes,
             script: None,
@@ -556,8 +738,17 @@ fn place_artifact(dir: &Path, paths: &ReleasePaths, temp: TempPath) -> io::Resul
     set_mode(&temp, 0o644)?;
     // No-clobber: the lock and the existence check make a collision
     // impossible, but a release must never be overwritten even so.
-    temp.persist_noclobber(&paths.artifact)
-        .map_err(|e| e.error)?;
+    match temp.persist_noclobber(&paths.artifact) {
+        Ok(()) => {}
+        Err(e) if e.error.raw_os_error() == Some(libc::EXDEV) => {
+            // Received on another file system than the version directory's
+            // (a product directory that became a link while the upload
+            // streamed in, or a form that named its product after the
+            // file): copy it next to its place, then rename there.
+            copy_into_place(&e.path, paths)?;
+        }
+        Err(e) => return Err(e.error),
+    }
     sync_dir(&paths.version_dir)?;
     if new_version {
         sync_dir(&paths.product_dir)?;
@@ -568,6 +759,20 @@ fn place_artifact(dir: &Path, paths: &ReleasePaths, temp: TempPath) -> io::Resul
     Ok(())
 }
 
+/// Copy `received` into a temporary file in the version directory, make it
+/// durable, and rename it to the artifact's name (never over a file).
+fn copy_into_place(received: &Path, paths: &ReleasePaths) -> io::Result<()> {
+    let mut temp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(&paths.version_dir)?;
+    io::copy(&mut File::open(received)?, temp.as_file_mut())?;
+    temp.as_file().sync_all()?;
+    set_mode(temp.path(), 0o644)?;
+    temp.into_temp_path()
+        .persist_noclobber(&paths.artifact)
+        .map_err(|e| e.error)
+}
+
 /// Write `path` via a temporary file next to it and a rename, so a reader
 /// sees the old content or the new, never half of it.
 fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
@@ -575,7 +780,7 @@ fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
         .parent()
         .ok_or_else(|| io::Error::other("path has no parent directory"))?;
     let mut temp = tempfile::Builder::new()
-        .prefix(".rp-tmp-")
+        .prefix(META_TEMP_PREFIX)
         .tempfile_in(dir)?;
     temp.write_all(text.as_bytes())?;
     temp.as_file().sync_all()?;
@@ -618,7 +823,25 @@ mod tests {
             )
             .unwrap();
             std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // Writes files next to the artifact, as real release scripts do
+            // (checksums, a log): many, so that some sort and list before it.
+            let writer = root.path().join("writer.sh");
+            std::fs::write(
+                &writer,
+                "#!/bin/sh\ndir=$(dirname \"$1\")\nfor n in 0 1 2 3 4 5 6 7 8 9 a b c d e f; do\n\
+                 echo x > \"$dir/$n-extra.txt\"; echo x > \"$dir/zz-$n.txt\"; done\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(&writer, std::fs::Permissions::from_mode(0o755)).unwrap();
             let products = BTreeMap::from([
+                (
+                    "writer".to_owned(),
+                    ProductConfig {
+                        required: Vec::new(),
+                        script: Some(writer),
+                        timeout: Duration::from_secs(20),
+                    },
+                ),
                 (
                     "app".to_owned(),
                     ProductConfig {
@@ -636,13 +859,23 @@ mod tests {
                     },
                 ),
             ]);
-            let publisher = Publisher::open(root.path().join("rel"), products, Vec::new()).unwrap();
+            let publisher = Publisher::open(
+                root.path().join("rel"),
+                products,
+                ScriptEnvironment::default(),
+            )
+            .unwrap();
             Self { root, publisher }
         }
 
-        /// A received file holding `data`, as the receiver leaves it.
+        /// A received file holding `data`, as the receiver leaves it when
+        /// the form did not name the product before the file.
         fn received(&self, data: &[u8]) -> ReceivedFile {
-            let mut temp = self.publisher.temp_file().unwrap();
+            let temp = self.publisher.temp_file(None).unwrap();
+            Self::fill(temp, data)
+        }
+
+        fn fill(mut temp: NamedTempFile, data: &[u8]) -> ReceivedFile {
             temp.write_all(data).unwrap();
             ReceivedFile {
                 path: temp.into_temp_path(),
@@ -910,18 +1143,190 @@ mod tests {
     }
 
     #[test]
+    fn the_status_of_a_version_follows_its_publication() {
+        let fx = Fixture::new();
+        let state = |product: &str, version: &str| {
+            fx.publisher
+                .status(product, version)
+                .unwrap()
+                .map(|s| s.state)
+        };
+        assert_eq!(state("app", "1.0"), None);
+        // Held by an upload still arriving: in progress, nothing known yet.
+        let held = fx.publisher.reserve("app", "1.0").unwrap();
+        let status = fx.publisher.status("app", "1.0").unwrap().unwrap();
+        assert_eq!(status.state, VersionState::InProgress);
+        assert_eq!(status.md5, None);
+        drop(held);
+
+        let published = fx.publish("app", "app.tgz", b"v1", APP_META).unwrap();
+        let status = fx.publisher.status("app", "1.0").unwrap().unwrap();
+        assert_eq!(
+            status,
+            VersionStatus {
+                product: "app".into(),
+                version: "1.0".into(),
+                file: Some("app.tgz".into()),
+                md5: Some(published.md5.clone()),
+                bytes: Some(2),
+                state: VersionState::Published,
+            }
+        );
+        // Its script failing: script-failed, until an identical upload runs
+        // it again successfully.
+        std::fs::write(fx.root.path().join("fail-flag"), "").unwrap();
+        fx.publish("app", "b.tgz", b"v2", &["version=2.0", "channel=x"])
+            .unwrap();
+        assert_eq!(state("app", "2.0"), Some(VersionState::ScriptFailed));
+        // A publication cut short before its .status: script-failed, no md5
+        // (the artifact is not hashed to answer).
+        let version_dir = fx.publisher.dir().join("plain/7");
+        std::fs::create_dir_all(&version_dir).unwrap();
+        std::fs::write(version_dir.join("p.tgz"), b"abc").unwrap();
+        let status = fx.publisher.status("plain", "7").unwrap().unwrap();
+        assert_eq!(
+            (status.state, status.md5, status.bytes),
+            (VersionState::ScriptFailed, None, Some(3))
+        );
+        assert!(matches!(
+            fx.publisher.status("nope", "1"),
+            Err(PublishError::UnknownProduct(_))
+        ));
+        assert!(matches!(
+            fx.publisher.status("app", "../1"),
+            Err(PublishError::BadName(_))
+        ));
+    }
+
+    #[test]
     fn leftovers_of_an_interrupted_server_are_removed() {
         let fx = Fixture::new();
+        fx.publish("plain", "p.tgz", b"one", &["version=1"])
+            .unwrap();
         let leftover = fx
             .publisher
-            .temp_file()
+            .temp_file(None)
             .unwrap()
             .into_temp_path()
             .keep()
             .unwrap();
+        // An upload received in its product's directory, and a `.env` or
+        // `.status` cut short in a version directory.
+        let in_product = fx
+            .publisher
+            .temp_file(Some("plain"))
+            .unwrap()
+            .into_temp_path()
+            .keep()
+            .unwrap();
+        assert_eq!(
+            in_product.parent(),
+            Some(fx.publisher.dir().join("plain").as_path())
+        );
+        let version_dir = fx.publisher.dir().join("plain/1");
+        let meta = version_dir.join(format!("{META_TEMP_PREFIX}abc123"));
+        std::fs::write(&meta, "half").unwrap();
         let removed = fx.publisher.remove_leftovers().unwrap();
-        assert_eq!(removed.len(), 1);
-        assert_eq!(removed[0].0, leftover);
-        assert!(!leftover.exists());
+        let mut paths: Vec<&Path> = removed.iter().map(|(p, _)| p.as_path()).collect();
+        paths.sort();
+        let mut expected = vec![leftover.as_path(), in_product.as_path(), meta.as_path()];
+        expected.sort();
+        assert_eq!(paths, expected);
+        assert!(removed.iter().all(|(_, r)| r.is_ok()));
+        assert!(!leftover.exists() && !in_product.exists() && !meta.exists());
+        fx.assert_only_release("plain/1/p.tgz");
+    }
+
+    #[test]
+    fn files_the_script_writes_next_to_the_artifact_never_make_a_reupload_conflict() {
+        let fx = Fixture::new();
+        let first = fx
+            .publish("writer", "w.tgz", b"w1", &["version=1"])
+            .unwrap();
+        assert_eq!(first.kind, Publication::Created);
+        assert!(!first.script_failed, "{:?}", first.script);
+        let version_dir = fx.publisher.dir().join("writer/1");
+        assert!(version_dir.join("0-extra.txt").is_file());
+        // The same artifact again: unchanged, whatever else is there.
+        let again = fx
+            .publish("writer", "w.tgz", b"w1", &["version=1"])
+            .unwrap();
+        assert_eq!(again.kind, Publication::Unchanged);
+        // Another name is refused naming the published artifact, and other
+        // bytes are a conflict about it.
+        match fx.publish("writer", "other.tgz", b"w1", &["version=1"]) {
+            Err(PublishError::AlreadyReleasedAs { file_name, .. }) => {
+                assert_eq!(file_name, "w.tgz")
+            }
+            other => panic!("{other:?}"),
+        }
+        match fx.publish("writer", "w.tgz", b"w2", &["version=1"]) {
+            Err(PublishError::DifferentArtifact { file_name, .. }) => {
+                assert_eq!(file_name, "w.tgz")
+            }
+            other => panic!("{other:?}"),
+        }
+        let status = std::fs::read_to_string(version_dir.join("w.tgz.status")).unwrap();
+        let status = ReleaseStatus::from_json(&status).unwrap();
+        assert_eq!(status.file.as_deref(), Some("w.tgz"));
+    }
+
+    /// A directory on another file system than the test's temporary
+    /// directory (`/dev/shm` is a tmpfs on Linux).
+    fn other_file_system(than: &Path) -> tempfile::TempDir {
+        use std::os::unix::fs::MetadataExt;
+        let other = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+        assert_ne!(
+            std::fs::metadata(other.path()).unwrap().dev(),
+            std::fs::metadata(than).unwrap().dev(),
+            "/dev/shm must be another file system than {}",
+            than.display()
+        );
+        other
+    }
+
+    #[test]
+    fn a_product_directory_linked_to_another_file_system_works() {
+        let fx = Fixture::new();
+        let elsewhere = other_file_system(fx.root.path());
+        let target = elsewhere.path().join("plain");
+        std::fs::create_dir(&target).unwrap();
+        std::os::unix::fs::symlink(&target, fx.publisher.dir().join("plain")).unwrap();
+
+        // Received where the product lives: on the target's file system.
+        let temp = fx.publisher.temp_file(Some("plain")).unwrap();
+        assert_eq!(
+            std::fs::canonicalize(temp.path().parent().unwrap()).unwrap(),
+            std::fs::canonicalize(&target).unwrap()
+        );
+        let received = Fixture::fill(temp, b"linked");
+        let published = fx
+            .publisher
+            .publish(PublishRequest {
+                product: "plain".to_owned(),
+                file_name: "l.tgz".to_owned(),
+                md5: received.md5.clone(),
+                received,
+                meta: BTreeMap::from([("version".to_owned(), "1".to_owned())]),
+                lock: None,
+            })
+            .unwrap();
+        assert_eq!(published.kind, Publication::Created);
+        assert_eq!(std::fs::read(target.join("1/l.tgz")).unwrap(), b"linked");
+
+        // Received in the release directory (the form named the product
+        // after the file): copied across, nothing left behind.
+        let published = fx
+            .publish("plain", "l.tgz", b"other-fs", &["version=2"])
+            .unwrap();
+        assert_eq!(published.kind, Publication::Created);
+        assert_eq!(std::fs::read(target.join("2/l.tgz")).unwrap(), b"other-fs");
+        let mut left: Vec<String> = std::fs::read_dir(fx.publisher.dir())
+            .unwrap()
+            .chain(std::fs::read_dir(target.join("2")).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["l.tgz", "l.tgz.env", "l.tgz.status", "plain"]);
     }
 }

@@ -5,6 +5,7 @@
 //! search, then every line while a report is open. Emits each finished
 //! report; never reads or prints anything itself.
 
+use md5::{Digest, Md5};
 use serde::Deserialize;
 
 use super::grammar::{self, Line};
@@ -32,8 +33,9 @@ pub(super) struct Assembler {
     /// `go test -json` output not yet ended by a newline: an event's
     /// `Output` may hold part of a line.
     json_pending: String,
-    /// Input line of the event where `json_pending` began.
+    /// Input line of the event where `json_pending` began, and its offset.
     json_pending_from: u64,
+    json_pending_offset: u64,
     last_line: u64,
 }
 
@@ -44,7 +46,13 @@ impl Assembler {
         self.draft.is_some() || !self.json_pending.is_empty()
     }
 
-    pub(super) fn feed(&mut self, raw: &[u8], number: u64, emit: &mut dyn FnMut(RaceReport)) {
+    pub(super) fn feed(
+        &mut self,
+        raw: &[u8],
+        number: u64,
+        offset: u64,
+        emit: &mut dyn FnMut(RaceReport),
+    ) {
         if number != self.last_line + 1 {
             // Lines were skipped: a pending partial line has lost its end.
             self.json_pending.clear();
@@ -60,22 +68,25 @@ impl Assembler {
                 };
                 if self.json_pending.is_empty() {
                     self.json_pending_from = number;
+                    self.json_pending_offset = offset;
                 }
                 self.json_pending.push_str(&output);
                 let mut pending = std::mem::take(&mut self.json_pending);
                 // A line completed here began in the event that started it.
-                let mut line_number = self.json_pending_from;
+                let mut at = (self.json_pending_from, self.json_pending_offset);
                 let mut consumed = 0;
                 while let Some(n) = pending[consumed..].find('\n') {
                     let line = &pending[consumed..consumed + n];
-                    self.line(line.strip_suffix('\r').unwrap_or(line), line_number, emit);
+                    let line = line.strip_suffix('\r').unwrap_or(line);
+                    self.line(line, raw, at, emit);
                     consumed += n + 1;
-                    line_number = number;
+                    at = (number, offset);
                 }
                 if consumed > 0 {
                     // What is left began in this event.
                     pending.drain(..consumed);
                     self.json_pending_from = number;
+                    self.json_pending_offset = offset;
                 }
                 // A partial line is kept only while it can matter: inside a
                 // report, or when it may be the start of an anchor line.
@@ -90,8 +101,8 @@ impl Assembler {
                 // `from_utf8` checks ASCII a word at a time; the lossy
                 // conversion only when it must replace something.
                 match std::str::from_utf8(raw) {
-                    Ok(line) => self.line(line, number, emit),
-                    Err(_) => self.line(&String::from_utf8_lossy(raw), number, emit),
+                    Ok(line) => self.line(line, raw, (number, offset), emit),
+                    Err(_) => self.line(&String::from_utf8_lossy(raw), raw, (number, offset), emit),
                 }
             }
         }
@@ -104,19 +115,21 @@ impl Assembler {
         }
     }
 
-    fn line(&mut self, line: &str, number: u64, emit: &mut dyn FnMut(RaceReport)) {
-        if let Some((at, runtime)) = grammar::anchor(line) {
+    /// One line of text: `raw` is the input line it came from (the JSON
+    /// event for `go test -json`), at input line number and byte offset `at`.
+    fn line(&mut self, line: &str, raw: &[u8], at: (u64, u64), emit: &mut dyn FnMut(RaceReport)) {
+        if let Some((anchor, runtime)) = grammar::anchor(line) {
             if let Some(open) = self.draft.take() {
                 // The next report began before this one closed.
                 open.finish(true, emit);
             }
-            self.draft = Some(Draft::new(line, at, runtime, number));
+            self.draft = Some(Draft::new(line, anchor, runtime, at, raw));
             return;
         }
         let Some(draft) = self.draft.as_mut() else {
             return;
         };
-        if let Some(truncated) = draft.push(line) {
+        if let Some(truncated) = draft.push(line, raw, at.0) {
             if let Some(done) = self.draft.take() {
                 done.finish(truncated, emit);
             }
@@ -152,6 +165,12 @@ struct Draft {
     text: String,
     accesses: Vec<Access>,
     line: u64,
+    offset: u64,
+    /// Over the raw input lines of the report (see [`RaceReport::raw_digest`]).
+    raw: Md5,
+    /// The input line last added to `raw` (one JSON event may hold several
+    /// report lines).
+    raw_line: u64,
     /// Frames now belong to the last access (not to a `created at` block).
     in_access: bool,
     foreign_run: u32,
@@ -161,18 +180,30 @@ struct Draft {
 }
 
 impl Draft {
-    fn new(line: &str, at: usize, runtime: Runtime, number: u64) -> Self {
+    fn new(
+        line: &str,
+        at: usize,
+        runtime: Runtime,
+        (number, offset): (u64, u64),
+        raw: &[u8],
+    ) -> Self {
         // A delimiter glued to the end of the previous output is not part of
         // the prefix the other lines carry.
         let prefix = line[..at].trim_end_matches('=');
         let mut text = String::with_capacity(4096);
         text.push_str(line[at..].trim_end());
+        let mut digest = Md5::new();
+        digest.update(raw);
+        digest.update(b"\n");
         Self {
             runtime,
             prefix: prefix.to_owned(),
             text,
             accesses: Vec::with_capacity(2),
             line: number,
+            offset,
+            raw: digest,
+            raw_line: number,
             in_access: false,
             foreign_run: 0,
             after_summary: false,
@@ -181,7 +212,7 @@ impl Draft {
     }
 
     /// Take one line; `Some(truncated)` when the report has ended.
-    fn push(&mut self, line: &str) -> Option<bool> {
+    fn push(&mut self, line: &str, raw: &[u8], number: u64) -> Option<bool> {
         let body = if self.prefix.is_empty() {
             line
         } else {
@@ -196,14 +227,21 @@ impl Draft {
             return Some(false);
         }
         let kind = grammar::classify(self.runtime, body);
+        if kind == Line::Foreign {
+            return self.foreign();
+        }
+        if kind != Line::Delimiter && self.text.len() + 1 + body.len() > REPORT_CAP {
+            return Some(true);
+        }
+        if number != self.raw_line {
+            self.raw.update(raw);
+            self.raw.update(b"\n");
+            self.raw_line = number;
+        }
         match kind {
-            Line::Foreign => return self.foreign(),
             Line::Delimiter => return Some(!self.looks_complete()),
             Line::Blank => {}
             _ => self.foreign_run = 0,
-        }
-        if self.text.len() + 1 + body.len() > REPORT_CAP {
-            return Some(true);
         }
         self.text.push('\n');
         self.text.push_str(body);
@@ -217,13 +255,27 @@ impl Draft {
                 self.accesses.push(Access {
                     header: body.trim().to_owned(),
                     frames: Vec::new(),
+                    locations: Vec::new(),
                 });
                 self.in_access = true;
             }
             Line::Frame(function) if self.in_access => {
+                let location = match self.runtime {
+                    Runtime::Go => None,
+                    Runtime::ThreadSanitizer => grammar::tsan_frame_location(body.trim()),
+                };
                 if let Some(access) = self.accesses.last_mut() {
                     if access.frames.len() < MAX_FRAMES {
                         access.frames.push(function.to_owned());
+                        access.locations.push(location.map(str::to_owned));
+                    }
+                }
+            }
+            Line::Location if self.in_access && self.runtime == Runtime::Go => {
+                // The location line under the Go frame just read.
+                if let Some(access) = self.accesses.last_mut() {
+                    if let Some(slot @ None) = access.locations.last_mut() {
+                        *slot = Some(body.trim().to_owned());
                     }
                 }
             }
@@ -268,6 +320,8 @@ impl Draft {
             accesses: self.accesses,
             truncated,
             line: self.line,
+            offset: self.offset,
+            raw_digest: self.raw.finalize().into(),
         });
     }
 }

@@ -36,10 +36,15 @@ const RUNTIME_PREFIXES: [&str; 7] = [
 
 /// The first frame outside the runtimes, normalised.
 pub(super) fn top_frame(frames: &[String]) -> Option<String> {
-    frames
-        .iter()
-        .map(|f| normalize(f))
-        .find(|f| !f.is_empty() && f != "<null>" && !is_runtime(f))
+    top_frame_index(frames).map(|i| normalize(&frames[i]))
+}
+
+/// Where the first frame outside the runtimes is.
+pub(super) fn top_frame_index(frames: &[String]) -> Option<usize> {
+    frames.iter().position(|f| {
+        let f = normalize(f);
+        !f.is_empty() && f != "<null>" && !is_runtime(&f)
+    })
 }
 
 pub(super) fn is_runtime(function: &str) -> bool {

@@ -174,18 +174,7 @@ fn tsan_frame_text(trimmed: &str) -> Option<&str> {
 /// Split `func location (module+0xOFF)` into the function text, and tell the
 /// sanitizer runtime's own frames apart.
 fn tsan_frame(frame: &str) -> Line<'_> {
-    let (rest, module) = match frame.rfind(" (") {
-        Some(open) if frame.ends_with(')') && frame[open..].contains("+0x") => {
-            (&frame[..open], &frame[open + 2..frame.len() - 1])
-        }
-        _ => (frame, ""),
-    };
-    // The location is the last word when it looks like one; function text
-    // (C++ signatures) may hold spaces, paths here do not.
-    let (function, location) = match rest.rsplit_once(' ') {
-        Some((function, location)) if looks_like_location(location) => (function, location),
-        _ => (rest, ""),
-    };
+    let (function, location, module) = split_tsan_frame(frame);
     let runtime = module.starts_with("libtsan")
         || location.contains("tsan_interceptors")
         || location.contains("/sanitizer_common/")
@@ -198,6 +187,30 @@ fn tsan_frame(frame: &str) -> Line<'_> {
     } else {
         Line::Frame(function.trim())
     }
+}
+
+/// `(function, location, module)` of what follows `#N ` on a TSan frame
+/// line; the location and module are empty when the line has none.
+fn split_tsan_frame(frame: &str) -> (&str, &str, &str) {
+    let (rest, module) = match frame.rfind(" (") {
+        Some(open) if frame.ends_with(')') && frame[open..].contains("+0x") => {
+            (&frame[..open], &frame[open + 2..frame.len() - 1])
+        }
+        _ => (frame, ""),
+    };
+    // The location is the last word when it looks like one; function text
+    // (C++ signatures) may hold spaces, paths here do not.
+    match rest.rsplit_once(' ') {
+        Some((function, location)) if looks_like_location(location) => (function, location, module),
+        _ => (rest, "", module),
+    }
+}
+
+/// The source location of a TSan frame line (`/src/x.cc:12:5`), when it
+/// names one (`<null>` does not).
+pub(super) fn tsan_frame_location(trimmed: &str) -> Option<&str> {
+    let (_, location, _) = split_tsan_frame(tsan_frame_text(trimmed)?);
+    (!location.is_empty() && location != "<null>").then_some(location)
 }
 
 fn looks_like_location(word: &str) -> bool {
@@ -329,5 +342,22 @@ mod tests {
             Line::Summary
         );
         assert_eq!(tsan("2000"), Line::Foreign);
+    }
+
+    #[test]
+    fn tsan_frame_locations() {
+        assert_eq!(
+            tsan_frame_location("#0 worker() /builds/x/tsan.cpp:6 (tsan+0x121f)"),
+            Some("/builds/x/tsan.cpp:6")
+        );
+        assert_eq!(
+            tsan_frame_location("#3 Foo::operator()(int) const src/foo.cc:12:5 (a.out+0x12bf)"),
+            Some("src/foo.cc:12:5")
+        );
+        assert_eq!(
+            tsan_frame_location("#1 std::thread::run() <null> (libstdc++.so.6+0xd4578)"),
+            None
+        );
+        assert_eq!(tsan_frame_location("#2 main (a.out+0x12bf)"), None);
     }
 }

@@ -5,15 +5,17 @@
 //! Reads files, never the network; prints nothing (progress goes to a
 //! callback, unreadable inputs come back as errors for the caller to report).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use flate2::read::MultiGzDecoder;
+use md5::{Digest, Md5};
 
-use super::{Fingerprint, RaceReport};
+use super::{Fingerprint, RaceReport, Runtime};
 
 /// One input: a file, or stdin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +33,13 @@ pub struct Input {
 /// (sorted, so runs are reproducible), `-` for stdin. A path that cannot be
 /// looked at is kept: reading it reports the error, and the other inputs are
 /// still read.
+///
+/// Symbolic links are followed, but a directory or a file already met (by
+/// device and inode) is never entered or listed again: a link loop is walked
+/// once, and a `current.log` link next to the log it names is read once.
 pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     let mut inputs = Vec::new();
+    let mut seen = Seen::default();
     for path in paths {
         if path.as_os_str() == "-" {
             inputs.push(Input {
@@ -43,12 +50,20 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
             continue;
         }
         match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => walk(path, &mut inputs)?,
-            Ok(meta) => inputs.push(Input {
-                path: Some(path.clone()),
-                display: path.display().to_string(),
-                size: Some(meta.len()),
-            }),
+            Ok(meta) if meta.is_dir() => {
+                if seen.first_time(&meta) {
+                    walk(path, &mut inputs, &mut seen)?;
+                }
+            }
+            Ok(meta) => {
+                if seen.first_time(&meta) {
+                    inputs.push(Input {
+                        path: Some(path.clone()),
+                        display: path.display().to_string(),
+                        size: Some(meta.len()),
+                    });
+                }
+            }
             Err(_) => inputs.push(Input {
                 path: Some(path.clone()),
                 display: path.display().to_string(),
@@ -59,7 +74,18 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
-fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
+/// Directories and files met so far, by (device, inode).
+#[derive(Default)]
+struct Seen(HashSet<(u64, u64)>);
+
+impl Seen {
+    fn first_time(&mut self, meta: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        self.0.insert((meta.dev(), meta.ino()))
+    }
+}
+
+fn walk(dir: &Path, inputs: &mut Vec<Input>, seen: &mut Seen) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list directory {}", dir.display()))?
         .collect::<std::io::Result<_>>()
@@ -70,9 +96,12 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
         let Ok(meta) = std::fs::metadata(&path) else {
             continue;
         };
+        if !(meta.is_dir() || meta.is_file()) || !seen.first_time(&meta) {
+            continue;
+        }
         if meta.is_dir() {
-            walk(&path, inputs)?;
-        } else if meta.is_file() {
+            walk(&path, inputs, seen)?;
+        } else {
             inputs.push(Input {
                 display: path.display().to_string(),
                 size: Some(meta.len()),
@@ -83,7 +112,162 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<()> {
     Ok(())
 }
 
-/// Everything one run saw of one race.
+/// Each report text a run keeps (a race's first and newest) is cut here.
+pub const KEPT_REPORT_CAP: usize = 64 * 1024;
+/// Report texts kept by one run, all races together. Past this, a race's
+/// counts, sources and fingerprints are still kept, its text is not (the
+/// issue or note says so).
+pub const KEPT_TEXT_BUDGET: usize = 4 * 1024 * 1024;
+/// Sources listed per race; more are counted.
+pub const KEPT_SOURCES: usize = 100;
+/// Sighting ids kept per race: the first ones and the newest ones.
+const KEPT_FIRST_IDS: usize = 64;
+const KEPT_NEWEST_IDS: usize = 960;
+/// Longest function name or location kept for a race's top frames.
+const KEPT_FRAME_CHARS: usize = 1024;
+
+/// Where reports come from: the host and the input's name, and how sources
+/// are shown (`host:input`).
+#[derive(Debug, Clone)]
+pub struct Source {
+    host: String,
+    path: String,
+    label: Arc<str>,
+}
+
+impl Source {
+    pub fn new(host: &str, path: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            path: path.to_owned(),
+            label: Arc::from(format!("{host}:{path}")),
+        }
+    }
+
+    /// `host:input`.
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    /// The id of the report at `offset` in this source whose raw lines
+    /// hash to `raw_digest` (SPEC §4: host, source path, offset, raw text).
+    fn sighting_id(&self, offset: u64, raw_digest: &[u8; 16]) -> SightingId {
+        let mut hash = Md5::new();
+        for part in [self.host.as_bytes(), self.path.as_bytes()] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+        hash.update(offset.to_le_bytes());
+        hash.update(raw_digest);
+        let digest = hash.finalize();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        SightingId(u64::from_be_bytes(id))
+    }
+}
+
+/// One occurrence of a race in one source: a hash of the host, the source
+/// path, the report's offset in it and its raw text. Reading the same log
+/// again gives the same ids; the race recurring (further down a growing log,
+/// in a new log, on another host, or with other timestamps) gives new ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SightingId(pub u64);
+
+impl std::fmt::Display for SightingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for SightingId {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(hex: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(hex, 16).map(SightingId)
+    }
+}
+
+/// The sightings of one race in one run, bounded: the first ones and the
+/// newest ones are kept, the others only counted.
+#[derive(Debug, Clone, Default)]
+pub struct Sightings {
+    first: Vec<SightingId>,
+    newest: VecDeque<SightingId>,
+    total: u64,
+}
+
+impl Sightings {
+    fn push(&mut self, id: SightingId) {
+        self.total += 1;
+        if self.first.len() < KEPT_FIRST_IDS {
+            self.first.push(id);
+            return;
+        }
+        if self.newest.len() == KEPT_NEWEST_IDS {
+            self.newest.pop_front();
+        }
+        self.newest.push_back(id);
+    }
+
+    fn extend(&mut self, other: Sightings) {
+        let total = self.total + other.total;
+        for id in other.iter() {
+            self.push(id);
+        }
+        self.total = total;
+    }
+
+    /// The kept ids, first ones first.
+    pub fn iter(&self) -> impl Iterator<Item = SightingId> + '_ {
+        self.first.iter().chain(self.newest.iter()).copied()
+    }
+
+    /// How many sightings there were, kept or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// How many were counted but not kept.
+    pub fn not_kept(&self) -> u64 {
+        self.total - (self.first.len() + self.newest.len()) as u64
+    }
+}
+
+/// A report's text as a run keeps it.
+#[derive(Debug, Clone)]
+pub struct KeptReport {
+    /// The text, cut at [`KEPT_REPORT_CAP`]; `None` when the run had kept
+    /// [`KEPT_TEXT_BUDGET`] of report texts already.
+    pub text: Option<String>,
+    /// The text was cut at [`KEPT_REPORT_CAP`].
+    pub cut: bool,
+    /// The report itself was cut off in the log.
+    pub truncated: bool,
+    /// `host:input` it came from.
+    pub source: Arc<str>,
+}
+
+impl KeptReport {
+    fn size(&self) -> usize {
+        self.text.as_ref().map_or(0, String::len)
+    }
+}
+
+/// The frame that identifies one side of a race, for telling who last
+/// changed its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessSite {
+    /// `Write`, `Previous read`, `Read of size 8`…
+    pub access: String,
+    /// The function as printed.
+    pub function: String,
+    /// Its location as printed (`/src/x.go:12 +0x1f`, `x.cc:12:5`), if any.
+    pub location: Option<String>,
+}
+
+/// Everything one run saw of one race, in bounded memory: two report texts
+/// of at most [`KEPT_REPORT_CAP`] (within the run's [`KEPT_TEXT_BUDGET`]),
+/// at most [`KEPT_SOURCES`] sources and a bounded list of sighting ids.
 #[derive(Debug, Clone)]
 pub struct RaceSighting {
     pub fingerprint: Fingerprint,
@@ -94,43 +278,41 @@ pub struct RaceSighting {
     /// The fingerprint of each usable side alone (see
     /// [`RaceMarker`](super::issue::RaceMarker)).
     pub sides: Vec<Fingerprint>,
-    pub first: RaceReport,
-    /// `host:input` the first report came from.
-    pub first_source: String,
-    pub newest: RaceReport,
-    pub newest_source: String,
+    pub runtime: Runtime,
+    /// The top frame of each access of the first report.
+    pub sites: Vec<AccessSite>,
+    pub first: KeptReport,
+    /// `None` while the race was seen once (the newest is the first).
+    newest: Option<KeptReport>,
     pub count: u64,
-    /// Every `host:input` the race was seen in.
-    pub sources: BTreeSet<String>,
+    /// The `host:input`s the race was seen in, at most [`KEPT_SOURCES`].
+    pub sources: BTreeSet<Arc<str>>,
+    /// Further sources, counted but not listed.
+    pub more_sources: u64,
+    pub sightings: Sightings,
 }
 
 impl RaceSighting {
-    fn new(fingerprint: Fingerprint, order: u64, report: RaceReport, source: String) -> Self {
-        Self {
-            fingerprint,
-            order,
-            title: report.title(),
-            sides: report.side_fingerprints(),
-            first: report.clone(),
-            first_source: source.clone(),
-            newest: report,
-            newest_source: source.clone(),
-            count: 1,
-            sources: BTreeSet::from([source]),
-        }
-    }
-
-    fn seen_again(&mut self, report: RaceReport, source: &str) {
-        self.count += 1;
-        self.sources.insert(source.to_owned());
-        self.newest = report;
-        self.newest_source = source.to_owned();
+    /// The newest report of the race in this run.
+    pub fn newest(&self) -> &KeptReport {
+        self.newest.as_ref().unwrap_or(&self.first)
     }
 
     /// A race known from a report with one usable side: its fingerprint is
     /// that side's.
     pub fn is_one_sided(&self) -> bool {
         self.sides.len() == 1 && self.sides[0] == self.fingerprint
+    }
+
+    fn add_source(&mut self, source: &Arc<str>) {
+        if self.sources.contains(source) {
+            return;
+        }
+        if self.sources.len() < KEPT_SOURCES {
+            self.sources.insert(source.clone());
+        } else {
+            self.more_sources += 1;
+        }
     }
 }
 
@@ -141,7 +323,11 @@ pub struct Scan {
     pub bytes: u64,
     pub reports: u64,
     pub truncated: u64,
+    /// Report texts not kept because of [`KEPT_TEXT_BUDGET`].
+    pub texts_dropped: u64,
     order: u64,
+    /// Bytes of report text kept, all races together.
+    kept_text: usize,
     races: BTreeMap<Fingerprint, RaceSighting>,
 }
 
@@ -171,7 +357,7 @@ impl Scan {
             Box::new(buffered)
         };
 
-        let source = format!("{host}:{}", input.display);
+        let source = Source::new(host, &input.display);
         let stats = super::scan(reader, &mut |_| {}, &mut |report| {
             self.add(report, &source);
         })
@@ -183,17 +369,66 @@ impl Scan {
         Ok(())
     }
 
-    /// Count one report towards its race.
-    pub fn add(&mut self, report: RaceReport, source: &str) {
+    /// Count one report towards its race, keeping what the issue or note
+    /// needs of it and dropping the rest.
+    pub fn add(&mut self, report: RaceReport, source: &Source) {
         self.order += 1;
+        let id = source.sighting_id(report.offset, &report.raw_digest);
         let fingerprint = report.fingerprint();
-        match self.races.get_mut(&fingerprint) {
-            Some(seen) => seen.seen_again(report, source),
-            None => {
-                let sighting =
-                    RaceSighting::new(fingerprint.clone(), self.order, report, source.to_owned());
-                self.races.insert(fingerprint, sighting);
-            }
+        let order = self.order;
+        if !self.races.contains_key(&fingerprint) {
+            let first = self.keep(&report, source);
+            let mut sightings = Sightings::default();
+            sightings.push(id);
+            let sighting = RaceSighting {
+                fingerprint: fingerprint.clone(),
+                order,
+                title: report.title(),
+                sides: report.side_fingerprints(),
+                runtime: report.runtime,
+                sites: sites(&report),
+                first,
+                newest: None,
+                count: 1,
+                sources: BTreeSet::from([source.label().clone()]),
+                more_sources: 0,
+                sightings,
+            };
+            self.races.insert(fingerprint, sighting);
+            return;
+        }
+        // The newest report replaces the one kept before, within the budget.
+        let released = self
+            .races
+            .get_mut(&fingerprint)
+            .and_then(|seen| seen.newest.take())
+            .map_or(0, |old| old.size());
+        self.kept_text -= released;
+        let newest = self.keep(&report, source);
+        if let Some(seen) = self.races.get_mut(&fingerprint) {
+            seen.count += 1;
+            seen.add_source(source.label());
+            seen.sightings.push(id);
+            seen.newest = Some(newest);
+        }
+    }
+
+    /// The report's text as kept: cut at [`KEPT_REPORT_CAP`], or dropped
+    /// once the run keeps [`KEPT_TEXT_BUDGET`] of texts.
+    fn keep(&mut self, report: &RaceReport, source: &Source) -> KeptReport {
+        let (text, cut) = cut_at(&report.text, KEPT_REPORT_CAP);
+        let text = if self.kept_text + text.len() <= KEPT_TEXT_BUDGET {
+            self.kept_text += text.len();
+            Some(text.to_owned())
+        } else {
+            self.texts_dropped += 1;
+            None
+        };
+        KeptReport {
+            text,
+            cut,
+            truncated: report.truncated,
+            source: source.label().clone(),
         }
     }
 
@@ -209,6 +444,36 @@ impl Scan {
         sightings.sort_by_key(|s| s.order);
         sightings
     }
+}
+
+/// `text` cut at `cap` bytes (on a character boundary), and whether it was.
+fn cut_at(text: &str, cap: usize) -> (&str, bool) {
+    if text.len() <= cap {
+        return (text, false);
+    }
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&text[..end], true)
+}
+
+/// The top frame of each access, with names and locations capped.
+fn sites(report: &RaceReport) -> Vec<AccessSite> {
+    let capped = |s: &str| cut_at(s, KEPT_FRAME_CHARS).0.to_owned();
+    report
+        .accesses
+        .iter()
+        .take(2)
+        .filter_map(|access| {
+            let (function, location) = access.top()?;
+            Some(AccessSite {
+                access: capped(access.kind()),
+                function: capped(function),
+                location: location.map(capped),
+            })
+        })
+        .collect()
 }
 
 struct CountingReader<'a> {
@@ -244,7 +509,11 @@ pub fn merge_one_sided(races: &mut BTreeMap<Fingerprint, RaceSighting>) {
             continue;
         };
         whole.count += part.count;
-        whole.sources.extend(part.sources);
+        for source in &part.sources {
+            whole.add_source(source);
+        }
+        whole.more_sources += part.more_sources;
+        whole.sightings.extend(part.sightings);
         whole.order = whole.order.min(part.order);
     }
 }
@@ -302,8 +571,9 @@ Previous write at 0x00c000012345 by goroutine 9:
     fn scan_of(logs: &[(&str, &str)]) -> Scan {
         let mut scan = Scan::default();
         for (source, log) in logs {
+            let (host, path) = source.split_once(':').expect("host:path");
             for report in reports(log) {
-                scan.add(report, source);
+                scan.add(report, &Source::new(host, path));
             }
         }
         scan
@@ -316,8 +586,8 @@ Previous write at 0x00c000012345 by goroutine 9:
         assert_eq!(sightings.len(), 1);
         let race = &sightings[0];
         assert_eq!(race.count, 3);
-        assert_eq!(race.first_source, "h:a.log");
-        assert_eq!(race.newest_source, "h:a.log");
+        assert_eq!(&*race.first.source, "h:a.log");
+        assert_eq!(&*race.newest().source, "h:a.log");
         assert_eq!(race.sources.len(), 2);
         assert!(!race.is_one_sided());
     }
@@ -341,7 +611,7 @@ Previous write at 0x00c000012345 by goroutine 9:
         );
         assert_eq!(race.count, 2);
         assert_eq!(
-            race.sources.iter().collect::<Vec<_>>(),
+            race.sources.iter().map(|s| &**s).collect::<Vec<_>>(),
             ["h:cut.log", "h:full.log"]
         );
         // Listed where the cut-off report was met first.
@@ -394,6 +664,40 @@ Previous write at 0x00c000012345 by goroutine 9:
     }
 
     #[test]
+    fn symlink_loops_and_links_to_seen_files_are_listed_once() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("logs");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.log"), "a").unwrap();
+        std::fs::write(root.join("sub/b.log"), "bb").unwrap();
+        // A loop back to the top, a link to itself, a link to a file
+        // already listed, and a link to a directory outside.
+        symlink("..", root.join("sub/loop")).unwrap();
+        symlink(".", root.join("self")).unwrap();
+        symlink("a.log", root.join("current.log")).unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("c.log"), "ccc").unwrap();
+        symlink(&outside, root.join("more")).unwrap();
+        let inputs = expand_inputs(std::slice::from_ref(&root)).unwrap();
+        let shown: Vec<String> = inputs
+            .iter()
+            .map(|i| {
+                Path::new(&i.display)
+                    .strip_prefix(&root)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(shown, ["a.log", "more/c.log", "sub/b.log"]);
+        // The same directory given twice, through a link: still once.
+        let inputs = expand_inputs(&[root.clone(), root.join("self")]).unwrap();
+        assert_eq!(inputs.len(), 3);
+    }
+
+    #[test]
     fn gzip_is_recognised_by_its_magic_bytes_not_its_name() {
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
@@ -413,6 +717,6 @@ Previous write at 0x00c000012345 by goroutine 9:
         assert_eq!(scan.bytes, FULL.len() as u64, "counted after gunzipping");
         assert_eq!(Some(read.get()), input.size, "progress counts raw bytes");
         let race = &scan.into_sightings()[0];
-        assert!(race.first_source.starts_with("box:"));
+        assert!(race.first.source.starts_with("box:"));
     }
 }

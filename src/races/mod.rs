@@ -18,6 +18,7 @@
 //!   names are normalised so builds and hosts agree.
 
 mod assemble;
+pub mod blame;
 mod frames;
 mod grammar;
 pub mod input;
@@ -30,7 +31,7 @@ use std::io::Read;
 
 use md5::{Digest, Md5};
 
-pub use input::{RaceSighting, Scan};
+pub use input::{AccessSite, KeptReport, RaceSighting, Scan, SightingId, Sightings, Source};
 pub use stream::{LINE_CAP, READ_BUFFER};
 
 /// A report's text is cut here; the report ends and is marked truncated.
@@ -52,6 +53,33 @@ pub enum Runtime {
 pub struct Access {
     pub header: String,
     pub frames: Vec<String>,
+    /// Each frame's source location as printed (`/src/x.go:12 +0x1f`,
+    /// `x.cc:12:5`), when the report gave one; as long as `frames`.
+    pub locations: Vec<Option<String>>,
+}
+
+impl Access {
+    /// The frame that identifies this side (the first outside the runtimes):
+    /// its function as printed and its location.
+    pub fn top(&self) -> Option<(&str, Option<&str>)> {
+        let i = frames::top_frame_index(&self.frames)?;
+        Some((
+            self.frames[i].as_str(),
+            self.locations.get(i).and_then(|l| l.as_deref()),
+        ))
+    }
+
+    /// What the access was, from its header: `Write`, `Previous read`,
+    /// `Read of size 8`…
+    pub fn kind(&self) -> &str {
+        let header = self.header.trim_end_matches(':');
+        let end = [" at 0x", " by "]
+            .iter()
+            .filter_map(|w| header.find(w))
+            .min()
+            .unwrap_or(header.len());
+        &header[..end]
+    }
 }
 
 /// One report, with the line prefix removed and interleaved lines dropped.
@@ -67,6 +95,12 @@ pub struct RaceReport {
     pub truncated: bool,
     /// 1-based line number of the `WARNING` line in its input.
     pub line: u64,
+    /// Byte offset of the `WARNING` line in its input (after decompression).
+    pub offset: u64,
+    /// MD5 of the report's raw lines, line prefixes included (for
+    /// `go test -json`, the JSON events): what tells two occurrences of one
+    /// race at the same place apart, e.g. by their timestamps.
+    pub raw_digest: [u8; 16],
 }
 
 /// The identity of a race: hex of a hash over the unordered pair of top frames.
@@ -157,6 +191,9 @@ pub struct ScanStats {
     pub bytes: u64,
     pub reports: u64,
     pub truncated: u64,
+    /// Bytes the line and anchor searches looked at: proportional to
+    /// `bytes` whatever the lines hold (a test's measure of work, never of time).
+    pub examined: u64,
 }
 
 /// Read `input` to its end, calling `on_progress` with the bytes read so far
@@ -186,11 +223,12 @@ pub fn scan(
             break;
         }
         match lines.next_line(on_progress)? {
-            Some((number, line)) => assembler.feed(line, number, &mut emit),
+            Some((number, offset, line)) => assembler.feed(line, number, offset, &mut emit),
             None => break,
         }
     }
     assembler.finish(&mut emit);
     stats.bytes = lines.bytes_read();
+    stats.examined = lines.bytes_examined();
     Ok(stats)
 }

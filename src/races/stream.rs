@@ -45,6 +45,9 @@ pub(super) struct Lines<R> {
     /// The rest of an over-long line is still to be skipped.
     skipping: bool,
     anchor: Finder<'static>,
+    /// Bytes looked at by the searches (newlines, anchors): the work done,
+    /// which must stay proportional to the input whatever its lines hold.
+    examined: u64,
 }
 
 impl<R: Read> Lines<R> {
@@ -59,11 +62,17 @@ impl<R: Read> Lines<R> {
             newlines: 0,
             skipping: false,
             anchor: Finder::new(ANCHOR_START),
+            examined: 0,
         }
     }
 
     pub(super) fn bytes_read(&self) -> u64 {
         self.bytes
+    }
+
+    /// Bytes the searches looked at so far (see [`ScanStats::examined`](super::ScanStats)).
+    pub(super) fn bytes_examined(&self) -> u64 {
+        self.examined
     }
 
     /// Size of the read buffer: constant, whatever was read (for tests).
@@ -75,64 +84,120 @@ impl<R: Read> Lines<R> {
     /// Skip whole lines until one holds a possible report anchor within its
     /// first [`LINE_CAP`] bytes; the next [`Lines::next_line`] returns it.
     /// Returns false at the end of the input.
+    ///
+    /// Linear in the input whatever its lines hold: newlines are looked for
+    /// only in bytes not looked at before (a line of a million `WARNING: `
+    /// words is one pass, not one look back per word), the rest of a line
+    /// past the cap is skipped at once, and the part of a line carried over
+    /// to the next read is not searched again.
     pub(super) fn skip_to_anchor(&mut self, progress: &mut dyn FnMut(u64)) -> io::Result<bool> {
+        // Bytes at the front of the unread part already searched: the start
+        // of the current line, holding no newline and no anchor.
+        let mut searched = 0;
         loop {
-            if self.skipping && !self.finish_long_line(progress)? {
-                return Ok(false);
+            if self.skipping {
+                if !self.finish_long_line(progress)? {
+                    return Ok(false);
+                }
+                searched = 0;
             }
             let hay = &self.buf[self.start..self.end];
-            let mut from = 0;
+            let mut from = searched;
+            // Start of the line holding `from`; newlines were looked for up to
+            // `looked`. `start` is always a line start, so the line begins in
+            // the buffer.
+            let mut line_start = 0;
+            let mut looked = from;
             while let Some(found) = self.anchor.find(&hay[from..]) {
                 let at = from + found;
-                // `start` is always a line start here, so the line begins in
-                // the buffer.
-                let line_start = memchr::memrchr(b'\n', &hay[..at]).map_or(0, |n| n + 1);
-                if at - line_start < LINE_CAP && maybe_anchor(&hay[at..]) {
+                self.examined += (found + ANCHOR_START.len()) as u64;
+                if let Some(n) = memchr::memrchr(b'\n', &hay[looked..at]) {
+                    line_start = looked + n + 1;
+                }
+                self.examined += (at - looked) as u64;
+                looked = at;
+                if at - line_start >= LINE_CAP {
+                    // Nothing later on this line is kept: on to the next one.
+                    let Some(n) = memchr::memchr(b'\n', &hay[at..]) else {
+                        self.examined += (hay.len() - at) as u64;
+                        break;
+                    };
+                    self.examined += n as u64 + 1;
+                    from = at + n + 1;
+                    line_start = from;
+                    looked = from;
+                    continue;
+                }
+                if maybe_anchor(&hay[at..]) {
                     self.newlines += count_newlines(&hay[..line_start]);
+                    self.examined += line_start as u64;
                     self.start += line_start;
                     return Ok(true);
                 }
                 from = at + 1;
             }
-            if let Some(last) = memchr::memrchr(b'\n', hay) {
+            // `hay[..searched]` holds no newline.
+            if let Some(last) = memchr::memrchr(b'\n', &hay[searched..]) {
+                let last = searched + last;
+                self.examined += (hay.len() - last) as u64;
                 self.newlines += count_newlines(&hay[..=last]);
+                self.examined += last as u64 + 1;
                 self.start += last + 1;
+            } else {
+                self.examined += (hay.len() - searched) as u64;
             }
-            if self.end - self.start >= LINE_CAP {
+            let partial = self.end - self.start;
+            if partial >= LINE_CAP {
                 // Anything later on this line is past the cap: not kept.
                 self.start = self.end;
                 self.skipping = true;
             }
+            // Every `WARNING: ` found so far was decided; only one cut by the
+            // end of the buffer must be looked at again.
+            searched = partial.saturating_sub(ANCHOR_START.len() - 1);
             if !self.fill(progress)? {
                 return Ok(false);
             }
         }
     }
 
-    /// The next line with its 1-based number, without `\n` and a trailing
-    /// `\r`, cut at [`LINE_CAP`]. `None` at the end of the input.
+    /// The next line with its 1-based number and the byte offset of its
+    /// start, without `\n` and a trailing `\r`, cut at [`LINE_CAP`]. `None`
+    /// at the end of the input.
     pub(super) fn next_line(
         &mut self,
         progress: &mut dyn FnMut(u64),
-    ) -> io::Result<Option<(u64, &[u8])>> {
+    ) -> io::Result<Option<(u64, u64, &[u8])>> {
         if self.skipping && !self.finish_long_line(progress)? {
             return Ok(None);
         }
+        // Bytes of the line already known to hold no newline.
+        let mut scanned = 0;
         loop {
             let start = self.start;
             let hay = &self.buf[start..self.end];
             let cap = hay.len().min(LINE_CAP + 1);
-            if let Some(n) = memchr::memchr(b'\n', &hay[..cap]) {
+            let offset = self.offset_of(start);
+            if let Some(n) = memchr::memchr(b'\n', &hay[scanned..cap]) {
+                let n = scanned + n;
+                self.examined += (n + 1 - scanned) as u64;
                 self.start += n + 1;
                 self.newlines += 1;
-                return Ok(Some((self.newlines, strip_cr(&self.buf[start..start + n]))));
+                return Ok(Some((
+                    self.newlines,
+                    offset,
+                    strip_cr(&self.buf[start..start + n]),
+                )));
             }
+            self.examined += (cap - scanned) as u64;
+            scanned = cap;
             if hay.len() >= LINE_CAP {
                 // Counted when its newline is found by `finish_long_line`.
                 self.start += LINE_CAP;
                 self.skipping = true;
                 return Ok(Some((
                     self.newlines + 1,
+                    offset,
                     strip_cr(&self.buf[start..start + LINE_CAP]),
                 )));
             }
@@ -144,21 +209,29 @@ impl<R: Read> Lines<R> {
                 self.start = self.end;
                 return Ok(Some((
                     self.newlines + 1,
+                    self.offset_of(start),
                     strip_cr(&self.buf[start..self.end]),
                 )));
             }
         }
     }
 
+    /// Offset in the input of `buf[at]`.
+    fn offset_of(&self, at: usize) -> u64 {
+        self.bytes - (self.end - at) as u64
+    }
+
     /// Drop bytes up to and including the next newline. False at the end.
     fn finish_long_line(&mut self, progress: &mut dyn FnMut(u64)) -> io::Result<bool> {
         loop {
             if let Some(n) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
+                self.examined += n as u64 + 1;
                 self.start += n + 1;
                 self.newlines += 1;
                 self.skipping = false;
                 return Ok(true);
             }
+            self.examined += (self.end - self.start) as u64;
             self.start = self.end;
             if !self.fill(progress)? {
                 self.skipping = false;

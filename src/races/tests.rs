@@ -246,6 +246,70 @@ fn report_text_accesses_and_line_numbers() {
 }
 
 #[test]
+fn offsets_raw_digests_and_top_frame_locations() {
+    let log = fixture("cache.log");
+    let found = reports(log.as_bytes());
+    let warning = |n: usize| {
+        log.match_indices("WARNING: DATA RACE")
+            .nth(n)
+            .map(|(at, _)| at as u64)
+    };
+    assert_eq!(Some(found[0].offset), warning(0));
+    assert_eq!(Some(found[1].offset), warning(1));
+    // The same report read again has the same raw digest; two reports do not.
+    assert_eq!(reports(log.as_bytes())[0].raw_digest, found[0].raw_digest);
+    assert_ne!(found[0].raw_digest, found[1].raw_digest);
+
+    let first = &found[0].accesses;
+    assert_eq!(first[0].kind(), "Write");
+    assert_eq!(first[1].kind(), "Previous read");
+    // The runtime frame above it is skipped, its location with it.
+    assert_eq!(
+        first[0].top(),
+        Some((
+            "main.(*cache).put()",
+            Some("/builds/restorepoint/racegen/cmd/cache/main.go:13 +0x159")
+        ))
+    );
+    assert!(first[1].top().expect("top").1.is_some());
+
+    let tsan = one(fixture("tsan-cpp.log").as_bytes());
+    assert_eq!(tsan.accesses[0].kind(), "Read of size 8");
+    assert_eq!(
+        tsan.accesses[1].top(),
+        Some(("worker()", Some("/builds/restorepoint/racegen/tsan.cpp:6")))
+    );
+    assert_eq!(
+        tsan.accesses[0].locations.len(),
+        tsan.accesses[0].frames.len()
+    );
+}
+
+#[test]
+fn line_prefixes_and_json_events_count_in_the_raw_digest() {
+    // Two days of one race in logs that differ only by their timestamps:
+    // the same normalised text, different raw text.
+    let log = fixture("counter.log");
+    let stamped = |day: u32| -> String {
+        log.lines()
+            .map(|l| format!("Nov {day} 03:12:44 testbox-07 app[1]: {l}\n"))
+            .collect()
+    };
+    let (a, b) = (one(stamped(28).as_bytes()), one(stamped(29).as_bytes()));
+    assert_eq!(a.text, b.text);
+    assert_eq!(a.offset, b.offset);
+    assert_ne!(a.raw_digest, b.raw_digest);
+    assert_eq!(a.raw_digest, one(stamped(28).as_bytes()).raw_digest);
+
+    let json = as_test_json(&fixture("gotest.log"));
+    let later = json.replace("2026-", "2027-");
+    assert_ne!(json, later, "the events carry a time");
+    let (a, b) = (one(json.as_bytes()), one(later.as_bytes()));
+    assert_eq!(a.text, b.text);
+    assert_ne!(a.raw_digest, b.raw_digest);
+}
+
+#[test]
 fn tsan_report() {
     let report = one(fixture("tsan-cpp.log").as_bytes());
     assert_eq!(report.runtime, Runtime::ThreadSanitizer);
@@ -768,11 +832,67 @@ fn a_100_mb_line_then_a_report() {
     });
     assert!(lines.skip_to_anchor(&mut |_| {}).expect("memory"));
     assert_eq!(lines.buffer_capacity(), READ_BUFFER);
-    let (number, line) = lines
+    let (number, offset, line) = lines
         .next_line(&mut |_| {})
         .expect("memory")
         .expect("a line");
-    assert_eq!((number, line), (2, &b"WARNING: DATA RACE"[..]));
+    assert_eq!(
+        (number, offset, line),
+        (2, SIZE + 1, &b"WARNING: DATA RACE"[..])
+    );
+}
+
+/// `size` bytes of one line repeating `word`, then `tail`, made as it is read.
+struct RepeatedLine {
+    word: &'static [u8],
+    at: usize,
+    left: u64,
+    tail: std::io::Cursor<Vec<u8>>,
+}
+
+impl Read for RepeatedLine {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return self.tail.read(buf);
+        }
+        let n = buf.len().min(self.left as usize);
+        for byte in &mut buf[..n] {
+            *byte = self.word[self.at];
+            self.at = (self.at + 1) % self.word.len();
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_long_line_full_of_warnings_is_scanned_in_linear_work() {
+    // Every `WARNING: ` on the line is a candidate anchor; looking back for
+    // the line's start at each one made the work grow with the square of
+    // the line's length (minutes for a few megabytes).
+    const SIZE: u64 = 4 * 1024 * 1024;
+    for word in [
+        &b"WARNING: low disk "[..],
+        b"WARNING: ",
+        b"xWARNING: Thread",
+    ] {
+        let input = RepeatedLine {
+            word,
+            at: 0,
+            left: SIZE,
+            tail: std::io::Cursor::new(format!("\n{}", fixture("counter.log")).into_bytes()),
+        };
+        let (found, stats) = scan_all(input);
+        assert_eq!(found.len(), 1, "the report after the line is found");
+        assert_eq!(tops(&found[0]), want(Some(ADD), Some(SNAPSHOT)));
+        assert!(
+            stats.examined <= 4 * stats.bytes,
+            "{} bytes examined for {} bytes of input ({:?})",
+            stats.examined,
+            stats.bytes,
+            String::from_utf8_lossy(word)
+        );
+    }
 }
 
 #[test]
@@ -791,7 +911,7 @@ fn long_lines_inside_a_report_are_cut_not_kept() {
     let mut lines = Lines::new(&input[..]);
     let mut longest = 0;
     let mut count = 0;
-    while let Some((_, line)) = lines.next_line(&mut |_| {}).expect("memory") {
+    while let Some((_, _, line)) = lines.next_line(&mut |_| {}).expect("memory") {
         longest = longest.max(line.len());
         count += 1;
     }

@@ -2,12 +2,14 @@
 //!
 //! Pure logic only (no I/O, no HTTP): which names may become paths, which
 //! metadata keys may become shell variables, how values are quoted in the
-//! `FILENAME.env` file, and how a `--meta-file` is read. The wire format's
-//! client half is [`upload`], the publication rules are [`publish`], the
+//! `FILENAME.env` file, and how a `--meta-file` is read; the artifact's MD5
+//! both ends compute is [`digest`]. The wire format's client half is
+//! [`upload`], the publication rules are [`publish`], the
 //! script runner is [`script`]. The procedures that use them are
 //! `ops::release_upload` and `ops::publish_release`; the HTTP receiver is
 //! `serve::release`.
 
+pub mod digest;
 pub mod publish;
 pub mod script;
 pub mod upload;
@@ -54,18 +56,46 @@ pub fn name_rule(what: &str, name: &str) -> String {
 /// be shell identifiers; they must also be lower-case, which keeps uploaders
 /// away from `PATH`, `LD_PRELOAD`, `BASH_ENV`, `IFS` and our own `RELEASE_*`
 /// names without a deny-list that could miss one.
+///
+/// Lower case is not enough for a few names programs read in lower case:
+/// `http_proxy` and its kin would send the script's downloads through an
+/// uploader's proxy, so every [denied variable](is_denied_script_variable)
+/// is refused too.
 pub fn is_valid_meta_key(key: &str) -> bool {
     let mut chars = key.chars();
     matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
         && key.len() <= 64
+        && !is_denied_script_variable(key)
 }
 
 pub fn meta_key_rule(key: &str) -> String {
+    if is_denied_script_variable(key) {
+        return format!(
+            "metadata key {key:?} is not allowed: proxy and dynamic-loader variables \
+             (*proxy*, LD_*, DYLD_*, GCONV_PATH, in any case) would redirect or alter the \
+             release script"
+        );
+    }
     format!(
         "metadata key {key:?} is not allowed: use lower-case letters, digits and '_', \
          starting with a letter, at most 64 characters (it becomes a shell variable)"
     )
+}
+
+/// Whether an environment variable must never reach a release script,
+/// whoever set it (an uploader's metadata or the server's own
+/// environment): proxy settings (`http_proxy`, `HTTPS_PROXY`, `ALL_PROXY`,
+/// `no_proxy`, `GIT_PROXY_COMMAND`: any name containing `proxy`), which
+/// redirect its traffic, and dynamic-loader settings (`LD_PRELOAD`,
+/// `LD_LIBRARY_PATH`, every `LD_*` and `DYLD_*`, `GCONV_PATH`), which load
+/// code into it. Names compare without regard to case.
+pub fn is_denied_script_variable(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.contains("PROXY")
+        || upper.starts_with("LD_")
+        || upper.starts_with("DYLD_")
+        || upper == "GCONV_PATH"
 }
 
 /// Whether a metadata value can be stored: anything but NUL (which neither a
@@ -255,6 +285,28 @@ mod tests {
     }
 
     #[test]
+    fn denied_script_variables() {
+        for denied in [
+            "http_proxy",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "no_proxy",
+            "GIT_PROXY_COMMAND",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "DYLD_INSERT_LIBRARIES",
+            "GCONV_PATH",
+        ] {
+            assert!(is_denied_script_variable(denied), "{denied}");
+        }
+        for allowed in ["PATH", "HOME", "channel", "LDAP_URI", "version"] {
+            assert!(!is_denied_script_variable(allowed), "{allowed}");
+        }
+        assert!(meta_key_rule("http_proxy").contains("proxy"));
+    }
+
+    #[test]
     fn meta_keys() {
         for ok in ["version", "channel", "pipeline_url", "a1"] {
             assert!(is_valid_meta_key(ok), "{ok}");
@@ -269,6 +321,15 @@ mod tests {
             "a-b",
             "a.b",
             "a b",
+            // Read in lower case by curl, wget, git and most HTTP clients.
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+            "no_proxy",
+            "ftp_proxy",
+            "ld_preload",
+            "dyld_insert_libraries",
+            "gconv_path",
         ] {
             assert!(!is_valid_meta_key(bad), "{bad}");
         }

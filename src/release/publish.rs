@@ -77,6 +77,12 @@ pub fn missing_metadata<'a>(
 /// re-upload needs neither re-hashing nor a second script run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseStatus {
+    /// The artifact's file name: the published artifact is the one its
+    /// status file names, whatever else is in the version directory.
+    /// (Absent in status files written before it was recorded; the status
+    /// file's own name says the same.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub md5: String,
     pub bytes: u64,
     /// `None` until the script has finished (or when there is none): a crash
@@ -136,12 +142,14 @@ mod tests {
 
     fn status(script: Option<i32>) -> ReleaseStatus {
         ReleaseStatus {
+            file: Some("rp.tgz".to_owned()),
             md5: MD5.to_owned(),
             bytes: 3,
             script: script.map(|code| ScriptOutcome {
                 exit_code: Some(code),
                 output_tail: String::new(),
                 timed_out: false,
+                start_error: None,
             }),
         }
     }
@@ -224,5 +232,8 @@ mod tests {
         let status = status(Some(0));
         assert_eq!(ReleaseStatus::from_json(&status.to_json()), Some(status));
         assert_eq!(ReleaseStatus::from_json("{\"md5\": 1"), None);
+        // Status files from before the file name was recorded still read.
+        let old = ReleaseStatus::from_json(r#"{"md5": "x", "bytes": 1, "script": null}"#).unwrap();
+        assert_eq!(old.file, None);
     }
 }

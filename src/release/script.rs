@@ -2,8 +2,13 @@
 //! paths as arguments, the metadata in its environment, a timeout that kills
 //! the whole process group, and the tail of its output for the answer.
 //!
-//! The script inherits the server's environment minus the secrets the server
-//! holds: an uploader must not be able to read the release secret back.
+//! The script inherits the server's environment minus every secret the
+//! server knows about (and any variable whose value contains one), minus
+//! proxy and dynamic-loader variables ([`super::is_denied_script_variable`]),
+//! whoever set them. Its output tail, which goes back to the uploader and
+//! into the `.status` file, has every known secret value replaced: an
+//! uploader must not be able to read a secret back, even from a script that
+//! prints a file holding one.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -14,6 +19,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
+
+use super::is_denied_script_variable;
+use crate::redact::Redactor;
 
 /// How much of the script's combined stdout/stderr is kept for the answer.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;
@@ -31,6 +39,10 @@ pub struct ScriptOutcome {
     pub output_tail: String,
     #[serde(default)]
     pub timed_out: bool,
+    /// Why the script could not be started, for the server's log only (it
+    /// names paths and OS errors, which are not the uploader's business).
+    #[serde(skip)]
+    pub start_error: Option<String>,
 }
 
 impl ScriptOutcome {
@@ -38,12 +50,55 @@ impl ScriptOutcome {
         self.exit_code == Some(0) && !self.timed_out
     }
 
-    fn not_started(message: String) -> Self {
+    fn not_started(detail: String) -> Self {
         Self {
             exit_code: None,
-            output_tail: message,
+            output_tail:
+                "[rp-devops: the release script could not be started; the server log says why]"
+                    .to_owned(),
             timed_out: false,
+            start_error: Some(detail),
         }
+    }
+}
+
+/// What every release script gets from the server: the environment it
+/// inherits and the secrets kept out of its answer. Decided once, when the
+/// receiver starts.
+#[derive(Debug, Clone, Default)]
+pub struct ScriptEnvironment {
+    inherited: Vec<(String, String)>,
+    redactor: Redactor,
+}
+
+impl ScriptEnvironment {
+    /// From the server's environment, drop the variables named in `secrets`,
+    /// every variable whose value contains a secret (in any spelling:
+    /// `CI_REPOSITORY_URL` carries the job token in its userinfo), and the
+    /// denied proxy and loader variables.
+    pub fn new<'a>(
+        server_env: impl IntoIterator<Item = (&'a str, &'a str)>,
+        secrets: &[String],
+        redactor: Redactor,
+    ) -> Self {
+        let inherited = server_env
+            .into_iter()
+            .filter(|(name, value)| {
+                !is_denied_script_variable(name)
+                    && !secrets.iter().any(|s| s == name)
+                    && redactor.redact(value) == *value
+            })
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        Self {
+            inherited,
+            redactor,
+        }
+    }
+
+    /// The variables a script inherits, sorted by name.
+    pub fn inherited(&self) -> &[(String, String)] {
+        &self.inherited
     }
 }
 
@@ -52,10 +107,11 @@ pub struct ScriptRun<'a> {
     pub script: &'a Path,
     pub artifact: &'a Path,
     pub env_file: &'a Path,
+    /// The release's variables (metadata and `RELEASE_*`), added to the
+    /// inherited environment; denied names are dropped here too.
     pub vars: &'a [(String, String)],
     pub timeout: Duration,
-    /// Environment variables removed from the script's environment.
-    pub scrub: &'a [String],
+    pub environment: &'a ScriptEnvironment,
 }
 
 /// Run the script to completion or timeout. Never fails: a script that cannot
@@ -74,11 +130,13 @@ pub async fn run(job: ScriptRun<'_>) -> ScriptOutcome {
     if let Some(dir) = job.artifact.parent() {
         command.current_dir(dir);
     }
-    for name in job.scrub {
-        command.env_remove(name);
-    }
+    command
+        .env_clear()
+        .envs(job.environment.inherited.iter().cloned());
     for (key, value) in job.vars {
-        command.env(key, value);
+        if !is_denied_script_variable(key) {
+            command.env(key, value);
+        }
     }
     let mut child = match command.spawn() {
         Ok(child) => child,
@@ -89,7 +147,11 @@ pub async fn run(job: ScriptRun<'_>) -> ScriptOutcome {
             ));
         }
     };
-    let tail = Arc::new(Mutex::new(VecDeque::with_capacity(OUTPUT_TAIL_BYTES)));
+    // A secret cut at the start of the tail would survive redaction: keep
+    // enough more to see whole secrets, redact, then cut.
+    let tail = Arc::new(Mutex::new(Tail::new(
+        OUTPUT_TAIL_BYTES + job.environment.redactor.longest(),
+    )));
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (out_tail, err_tail) = (tail.clone(), tail.clone());
@@ -128,9 +190,9 @@ pub async fn run(job: ScriptRun<'_>) -> ScriptOutcome {
     };
     let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, &mut readers).await;
 
-    let bytes: Vec<u8> = tail
+    let bytes = tail
         .lock()
-        .map(|t| t.iter().copied().collect())
+        .map(|t| t.redacted(&job.environment.redactor))
         .unwrap_or_default();
     let mut output_tail = String::from_utf8_lossy(&bytes).into_owned();
     if timed_out {
@@ -143,6 +205,7 @@ pub async fn run(job: ScriptRun<'_>) -> ScriptOutcome {
         exit_code: status.and_then(|s| s.code()),
         output_tail,
         timed_out,
+        start_error: None,
     }
 }
 
@@ -162,17 +225,55 @@ pub fn run_blocking(job: ScriptRun<'_>) -> ScriptOutcome {
     }
 }
 
-/// Read a pipe to its end, keeping only the last `OUTPUT_TAIL_BYTES`.
-async fn collect(mut pipe: impl AsyncRead + Unpin, tail: Arc<Mutex<VecDeque<u8>>>) {
+/// The last bytes of the script's output, and whether earlier ones were
+/// dropped.
+struct Tail {
+    bytes: VecDeque<u8>,
+    capacity: usize,
+    cut: bool,
+}
+
+impl Tail {
+    fn new(capacity: usize) -> Self {
+        Self {
+            bytes: VecDeque::with_capacity(capacity),
+            capacity,
+            cut: false,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.bytes.extend(data);
+        let excess = self.bytes.len().saturating_sub(self.capacity);
+        if excess > 0 {
+            self.cut = true;
+            self.bytes.drain(..excess);
+        }
+    }
+
+    /// At most `OUTPUT_TAIL_BYTES`, with every secret replaced. When the
+    /// start was cut, its first `longest` bytes may hold the end of a
+    /// secret whose beginning is gone: they are never returned.
+    fn redacted(&self, redactor: &Redactor) -> Vec<u8> {
+        let bytes: Vec<u8> = self.bytes.iter().copied().collect();
+        let clean = redactor.redact_bytes(&bytes);
+        let mut start = clean.len().saturating_sub(OUTPUT_TAIL_BYTES);
+        if self.cut {
+            start = start.max(redactor.longest());
+        }
+        clean.get(start..).unwrap_or_default().to_vec()
+    }
+}
+
+/// Read a pipe to its end, keeping only its tail.
+async fn collect(mut pipe: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
     let mut buf = [0u8; 8192];
     loop {
         match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => {
                 let Ok(mut tail) = tail.lock() else { return };
-                tail.extend(&buf[..n]);
-                let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
-                tail.drain(..excess);
+                tail.push(&buf[..n]);
             }
         }
     }
@@ -207,11 +308,29 @@ mod tests {
     }
 
     fn run_script(body: &str, timeout: Duration) -> ScriptOutcome {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let server_env = [("PATH", path.as_str()), ("HOME", "/home/x")];
+        let environment =
+            ScriptEnvironment::new(server_env, &["HOME".to_owned()], Redactor::default());
+        run_script_in(body, timeout, &environment, &[])
+    }
+
+    fn run_script_in(
+        body: &str,
+        timeout: Duration,
+        environment: &ScriptEnvironment,
+        extra_vars: &[(&str, &str)],
+    ) -> ScriptOutcome {
         let dir = tempfile::tempdir().unwrap();
         let script = write_script(dir.path(), body);
         let artifact = dir.path().join("a.tgz");
         let env_file = dir.path().join("a.tgz.env");
-        let vars = vec![("channel".to_owned(), "stable".to_owned())];
+        let mut vars = vec![("channel".to_owned(), "stable".to_owned())];
+        vars.extend(
+            extra_vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -222,8 +341,84 @@ mod tests {
             env_file: &env_file,
             vars: &vars,
             timeout,
-            scrub: &["HOME".to_owned()],
+            environment,
         }))
+    }
+
+    #[test]
+    fn secrets_proxies_and_loader_variables_never_reach_the_script() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        let server_env = [
+            ("PATH", path.as_str()),
+            ("KEEP", "kept"),
+            ("RP_RELEASE_SECRET", "release-secret-1"),
+            (
+                "CI_REPOSITORY_URL",
+                "https://gitlab-ci-token:job%2Ftoken@h/x.git",
+            ),
+            ("OTHER_NAME", "gitlab-token-2"),
+            ("http_proxy", "http://evil:3128"),
+            ("HTTPS_PROXY", "http://evil:3128"),
+            ("LD_PRELOAD", "/tmp/evil.so"),
+            ("DYLD_INSERT_LIBRARIES", "/tmp/evil.dylib"),
+        ];
+        let redactor = Redactor::new(["release-secret-1", "job/token", "gitlab-token-2"]);
+        let environment =
+            ScriptEnvironment::new(server_env, &["RP_RELEASE_SECRET".to_owned()], redactor);
+        let names: Vec<&str> = environment
+            .inherited()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(names, ["PATH", "KEEP"]);
+        let out = run_script_in(
+            "env | sort",
+            Duration::from_secs(10),
+            &environment,
+            &[("all_proxy", "socks5://evil"), ("LD_LIBRARY_PATH", "/tmp")],
+        );
+        assert!(out.succeeded(), "{out:?}");
+        assert!(out.output_tail.contains("KEEP=kept"), "{out:?}");
+        assert!(out.output_tail.contains("channel=stable"), "{out:?}");
+        for gone in [
+            "RP_RELEASE_SECRET",
+            "CI_REPOSITORY_URL",
+            "OTHER_NAME",
+            "proxy",
+            "PROXY",
+            "LD_",
+            "DYLD_",
+            "evil",
+        ] {
+            assert!(!out.output_tail.contains(gone), "{gone}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn secrets_in_the_output_are_redacted_even_across_the_cut() {
+        let secret = "s3cr3t-value-0123456789";
+        let environment =
+            ScriptEnvironment::new([("PATH", "/usr/bin:/bin")], &[], Redactor::new([secret]));
+        // Printed whole, percent-encoded, and so that the 4 KiB cut falls
+        // inside it.
+        let body = format!(
+            "printf '%s\\n' '{secret}' 'ab s3cr3t-value-0123456789%2F' ; \
+             printf '{secret}'; head -c {} /dev/zero | tr '\\0' x",
+            OUTPUT_TAIL_BYTES - 6
+        );
+        let out = run_script_in(&body, Duration::from_secs(10), &environment, &[]);
+        assert!(out.succeeded(), "{out:?}");
+        assert!(out.output_tail.len() <= OUTPUT_TAIL_BYTES);
+        for part in ["s3cr3t", "0123456789", "456789"] {
+            assert!(!out.output_tail.contains(part), "{part}: {out:?}");
+        }
+        let out = run_script_in(
+            &format!("echo 'x {secret} y'"),
+            Duration::from_secs(10),
+            &environment,
+            &[],
+        );
+        assert_eq!(out.output_tail, "x [redacted] y\n");
     }
 
     #[test]
@@ -279,9 +474,13 @@ mod tests {
             env_file: &dir.path().join("a.env"),
             vars: &[],
             timeout: Duration::from_secs(1),
-            scrub: &[],
+            environment: &ScriptEnvironment::default(),
         }));
         assert_eq!(out.exit_code, None);
-        assert!(out.output_tail.contains("could not start"), "{out:?}");
+        // The reason (a path, an OS error) is for the log, not the answer.
+        assert!(out.output_tail.contains("could not be started"), "{out:?}");
+        assert!(!out.output_tail.contains("nope.sh"), "{out:?}");
+        let detail = out.start_error.unwrap();
+        assert!(detail.contains("nope.sh"), "{detail}");
     }
 }

@@ -1,6 +1,9 @@
 //! The client side of `POST /api/v1/releases`: a multipart body with an exact
 //! `Content-Length` that reads the artifact once, hashing it on the way out,
-//! and the blocking HTTP exchange with its retries.
+//! one blocking HTTP exchange, the release status query
+//! (`GET /api/v1/releases/PRODUCT/VERSION`), and how an answer is read: the
+//! receiver's JSON, or a proxy's page summarised in one line with the proxy
+//! named (its `Server` header). The retries are `ops::release_upload`'s.
 //!
 //! The body is laid out up front: a preamble (product, metadata, the `file`
 //! part's header), the file, and an epilogue with the `md5` part. The MD5 is
@@ -13,12 +16,13 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::Duration;
 
-use md5::{Digest, Md5};
-
+use super::digest::Md5Hasher;
 use super::{
     CI_DEFAULTS, FIELD_FILE, FIELD_MD5, FIELD_PRODUCT, META_VERSION, ROUTE, is_valid_meta_key,
     is_valid_meta_value, is_valid_name, meta_key_rule, name_rule,
 };
+use ureq::tls::TlsConfig;
+
 use crate::http::RawResponse;
 use crate::http::retry::retry_after;
 use crate::output::Progress;
@@ -78,6 +82,34 @@ pub fn endpoint(base: &str) -> Result<String, BadUrl> {
         return Err(BadUrl::Credentials(shown(base)));
     }
     Ok(format!("{base}{ROUTE}"))
+}
+
+/// `GET BASE/healthz` of a receiver (`BASE` as given to `release upload`,
+/// with or without the release route): the status it answered, or why
+/// there was no answer.
+pub fn receiver_health(base: &str, tls: TlsConfig, timeout: Duration) -> Result<u16, String> {
+    let endpoint = endpoint(base).map_err(|e| e.to_string())?;
+    let root = endpoint.strip_suffix(ROUTE).unwrap_or(&endpoint);
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(timeout))
+            .tls_config(tls)
+            .user_agent(concat!("rp-devops/", env!("CARGO_PKG_VERSION")))
+            .build(),
+    );
+    agent
+        .get(format!("{root}/healthz"))
+        .call()
+        .map(|response| response.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+/// The status route of one version below an upload endpoint. The names are
+/// valid names (checked before), so they need no encoding.
+pub fn status_url(endpoint: &str, product: &str, version: &str) -> String {
+    format!("{endpoint}/{product}/{version}")
 }
 
 /// Why an upload's metadata cannot be sent.
@@ -230,12 +262,13 @@ impl MultipartLayout {
         UploadBody {
             layout: self,
             file,
-            hasher: Md5::new(),
+            hasher: Md5Hasher::new(),
             stage: Stage::Preamble(0),
             file_left: self.file_len,
             md5: None,
             progress,
             file_error: false,
+            finished: false,
         }
     }
 }
@@ -250,18 +283,30 @@ enum Stage {
 pub struct UploadBody<'a, R> {
     layout: &'a MultipartLayout,
     file: R,
-    hasher: Md5,
+    hasher: Md5Hasher,
     stage: Stage,
     file_left: u64,
     md5: Option<String>,
     progress: &'a Progress,
     file_error: bool,
+    /// The whole body was handed to the connection.
+    finished: bool,
 }
 
 impl<R> UploadBody<'_, R> {
     /// The file's MD5 (hex), once it has been read to its end.
     pub fn md5(&self) -> Option<&str> {
         self.md5.as_deref()
+    }
+
+    /// The file's MD5, once the whole body (the `md5` part too) was sent.
+    pub fn sent(&self) -> Option<&str> {
+        self.md5.as_deref().filter(|_| self.finished)
+    }
+
+    /// Whether any of the body was handed to the connection.
+    pub fn started(&self) -> bool {
+        !matches!(self.stage, Stage::Preamble(0))
     }
 
     /// Whether reading the artifact itself failed (no point retrying).
@@ -290,7 +335,13 @@ impl<R: Read> Read for UploadBody<'_, R> {
                 }
                 Stage::File => {
                     if self.file_left == 0 {
-                        let md5 = super::hex(&std::mem::take(&mut self.hasher).finalize());
+                        let md5 = match std::mem::take(&mut self.hasher).finish_hex() {
+                            Ok(md5) => md5,
+                            Err(e) => {
+                                self.file_error = true;
+                                return Err(e.into());
+                            }
+                        };
                         self.stage = Stage::Epilogue(self.layout.epilogue(&md5), 0);
                         self.md5 = Some(md5);
                         continue;
@@ -323,6 +374,9 @@ impl<R: Read> Read for UploadBody<'_, R> {
                     let n = rest.len().min(buf.len());
                     buf[..n].copy_from_slice(&rest[..n]);
                     *pos += n;
+                    if *pos == bytes.len() {
+                        self.finished = true;
+                    }
                     return Ok(n);
                 }
             }
@@ -330,20 +384,76 @@ impl<R: Read> Read for UploadBody<'_, R> {
     }
 }
 
-/// What the receiver answered.
-#[derive(Debug)]
+/// What came back: the receiver's answer, or a proxy's in its place.
+#[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    /// The JSON body; a non-JSON body becomes `{"error": "<text>"}`.
+    /// The receiver's JSON document; anything else (a proxy's HTML error
+    /// page, plain text) becomes `{"error": "<one-line summary>"}`.
     pub json: serde_json::Value,
+    /// Whether the body was JSON, i.e. the receiver's own answer (relayed
+    /// by any proxy in front), rather than a proxy's page.
+    pub from_receiver: bool,
+    /// The `Server` header: which proxy answered, when one did.
+    pub server: Option<String>,
     /// How long the server (or a proxy in front of it) asked us to wait.
     pub retry_after: Option<Duration>,
+    /// The artifact's MD5, when the whole body had been sent before this
+    /// answer came (so the receiver may have it even if this is an error).
+    pub sent: Option<String>,
 }
 
 impl Answer {
-    /// The server's `error` message, if it sent one.
+    /// Read an answer (at most 1 MiB of it).
+    pub fn read(
+        response: &mut ureq::http::Response<ureq::Body>,
+        sent: Option<String>,
+    ) -> io::Result<Self> {
+        let raw = RawResponse::read(response, 1024 * 1024)?;
+        let parsed = serde_json::from_str::<serde_json::Value>(&raw.body)
+            .ok()
+            .filter(serde_json::Value::is_object);
+        let from_receiver = parsed.is_some();
+        let json = parsed.unwrap_or_else(|| serde_json::json!({ "error": summarize(&raw.body) }));
+        Ok(Self {
+            status: raw.status,
+            json,
+            from_receiver,
+            server: raw.header("server").map(|s| one_line(s, 80)),
+            retry_after: retry_after(&raw),
+            sent,
+        })
+    }
+
+    /// The `error` message: the receiver's, or the summary of a proxy's page.
     pub fn error_message(&self) -> Option<&str> {
-        self.json.get("error").and_then(|v| v.as_str())
+        self.json
+            .get("error")
+            .and_then(|v| v.as_str())
+            .filter(|m| !m.is_empty())
+    }
+
+    /// The proxy that answered instead of the receiver (its `Server` header,
+    /// when it sent one).
+    pub fn proxy(&self) -> Option<&str> {
+        if self.from_receiver {
+            None
+        } else {
+            Some(self.server.as_deref().unwrap_or("a proxy"))
+        }
+    }
+
+    /// One line: the status, who answered when it was not the receiver,
+    /// and the message (`HTTP 502 from nginx/1.22.1: 502 Bad Gateway`).
+    pub fn line(&self) -> String {
+        let mut line = format!("HTTP {}", self.status);
+        if let Some(server) = self.server.as_deref().filter(|_| !self.from_receiver) {
+            line.push_str(&format!(" from {server}"));
+        }
+        if let Some(message) = self.error_message() {
+            line.push_str(&format!(": {message}"));
+        }
+        line
     }
 }
 
@@ -353,20 +463,53 @@ pub enum SendError {
     /// Reading the artifact failed: retrying would not help.
     File(io::Error),
     /// Connection refused, reset, timed out, DNS...: worth retrying.
-    Transport(String),
+    /// `sent` is the artifact's MD5 when the whole body had been sent;
+    /// `started` whether any of it had.
+    Transport {
+        message: String,
+        sent: Option<String>,
+        started: bool,
+    },
+    /// The TLS handshake failed (a certificate not trusted, expired, for
+    /// another name): retrying cannot help.
+    Tls(String),
 }
 
 impl std::fmt::Display for SendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SendError::File(e) => write!(f, "reading the artifact: {e}"),
-            SendError::Transport(e) => f.write_str(e),
+            SendError::Transport { message, .. } => f.write_str(message),
+            SendError::Tls(message) => f.write_str(message),
         }
     }
 }
 
+/// The size of the writes an upload is sent in: large, so sending costs few
+/// system calls (ureq's default is 128 KiB).
+const SEND_BUFFER: usize = 1024 * 1024;
+
+/// The HTTP agent for uploads and status queries: no redirects (the secret
+/// never goes elsewhere), no overall timeout (a 5 GB upload takes what it
+/// takes, and the answer waits for the release script), the shared trust
+/// store's TLS settings.
+pub fn agent(tls: TlsConfig) -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .output_buffer_size(SEND_BUFFER)
+            .max_redirects(0)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_global(None)
+            .tls_config(tls)
+            .user_agent(concat!("rp-devops/", env!("CARGO_PKG_VERSION")))
+            .build(),
+    )
+}
+
 /// One upload attempt: POST the body, read the answer.
 pub struct Attempt<'a> {
+    pub agent: &'a ureq::Agent,
     pub url: &'a str,
     pub secret: &'a Secret,
     pub product: &'a str,
@@ -381,20 +524,12 @@ impl Attempt<'_> {
         let file = File::open(self.file).map_err(SendError::File)?;
         let len = file.metadata().map_err(SendError::File)?.len();
         let layout = MultipartLayout::new(self.product, self.meta, self.file_name, len);
-        // 64 KiB reads keep syscalls few without holding much in memory.
-        let mut body = layout.body(io::BufReader::with_capacity(64 * 1024, file), progress);
-        let agent = ureq::Agent::new_with_config(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                // Never resend the secret somewhere else.
-                .max_redirects(0)
-                .timeout_connect(Some(Duration::from_secs(15)))
-                // No overall timeout: a 5 GB upload takes what it takes, and
-                // the answer waits for the release script.
-                .timeout_global(None)
-                .build(),
-        );
-        let result = agent
+        // ureq reads the body straight into its output buffer, one read per
+        // write to the socket, so the file is read, hashed and sent in
+        // pieces of that size; no buffering of our own.
+        let mut body = layout.body(file, progress);
+        let result = self
+            .agent
             .post(self.url)
             .header("Authorization", format!("Bearer {}", self.secret.expose()))
             .header("Content-Type", layout.content_type())
@@ -403,6 +538,8 @@ impl Attempt<'_> {
             // the body is sent.
             .header("Expect", "100-continue")
             .send(ureq::SendBody::from_reader(&mut body));
+        let sent = body.sent().map(str::to_owned);
+        let started = body.started();
         let mut response = match result {
             Ok(response) => response,
             Err(e) => {
@@ -412,20 +549,123 @@ impl Attempt<'_> {
                     }
                     return Err(SendError::File(io::Error::other(e.to_string())));
                 }
-                return Err(SendError::Transport(e.to_string()));
+                if crate::http::tls::is_tls_failure(&e) {
+                    return Err(SendError::Tls(e.to_string()));
+                }
+                return Err(SendError::Transport {
+                    message: crate::http::transport_reason(&e),
+                    sent,
+                    started,
+                });
             }
         };
-        let raw = RawResponse::read(&mut response, 1024 * 1024)
-            .map_err(|e| SendError::Transport(format!("reading the answer: {e}")))?;
-        let json = serde_json::from_str(&raw.body)
-            .unwrap_or_else(|_| serde_json::json!({ "error": raw.body.trim() }));
-        let (status, retry_after) = (raw.status, retry_after(&raw));
-        Ok(Answer {
-            status,
-            json,
-            retry_after,
+        Answer::read(&mut response, sent.clone()).map_err(|e| SendError::Transport {
+            message: format!("reading the answer: {e}"),
+            sent,
+            started,
         })
     }
+}
+
+/// Ask the status route of one version (`url` from [`status_url`]); with
+/// `bytes`, also whether an artifact of that size would be accepted (the
+/// receiver answers its 413 if not).
+pub fn query_status(
+    agent: &ureq::Agent,
+    url: &str,
+    secret: &Secret,
+    bytes: Option<u64>,
+) -> Result<Answer, String> {
+    let url = match bytes {
+        Some(bytes) => format!("{url}?bytes={bytes}"),
+        None => url.to_owned(),
+    };
+    let mut response = agent
+        .get(&url)
+        .header("Authorization", format!("Bearer {}", secret.expose()))
+        .config()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .call()
+        .map_err(|e| crate::http::transport_reason(&e))?;
+    Answer::read(&mut response, None).map_err(|e| format!("reading the answer: {e}"))
+}
+
+impl Answer {
+    /// A status answer saying the receiver knows the product but has no
+    /// trace of the version.
+    pub fn is_no_trace(&self) -> bool {
+        self.status == 404 && self.from_receiver && self.json.get("version").is_some()
+    }
+
+    /// A status answer refusing the upload itself (wrong secret, unknown
+    /// product, bad name, too large): what the upload would get too.
+    pub fn is_refusal(&self) -> bool {
+        self.from_receiver
+            && (400..500).contains(&self.status)
+            && !self.is_no_trace()
+            && self.status != 429
+    }
+}
+
+/// A non-JSON body in one line: an HTML page's `<title>` (or first
+/// `<h1>`), else the first line of text; at most 120 characters.
+pub fn summarize(body: &str) -> String {
+    let lower = body.to_ascii_lowercase();
+    let inside = |tag: &str| -> Option<&str> {
+        let open = lower.find(&format!("<{tag}"))?;
+        let start = open + lower[open..].find('>')? + 1;
+        let end = start + lower[start..].find(&format!("</{tag}"))?;
+        Some(&body[start..end])
+    };
+    let text = inside("title")
+        .or_else(|| inside("h1"))
+        .map(strip_tags)
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| {
+            let text = if lower.contains("<html") || lower.contains("<body") {
+                strip_tags(body)
+            } else {
+                body.to_owned()
+            };
+            text.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .to_owned()
+        });
+    one_line(&text, 120)
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whitespace collapsed, control characters dropped, cut at `max` chars.
+fn one_line(text: &str, max: usize) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut line: String = words
+        .join(" ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if line.chars().count() > max {
+        line = line.chars().take(max).collect::<String>() + "…";
+    }
+    line
 }
 
 /// Whether an answer is worth another attempt (a proxy in front of the
@@ -437,6 +677,7 @@ pub fn is_retryable_status(status: u16) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use md5::{Digest, Md5};
 
     fn meta() -> BTreeMap<String, String> {
         BTreeMap::from([
@@ -468,6 +709,30 @@ mod tests {
             endpoint("https://u.example.com/?token=x"),
             Err(BadUrl::QueryOrFragment(_))
         ));
+    }
+
+    #[test]
+    fn non_json_answers_are_summarised_in_one_line() {
+        let nginx = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+            <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n\
+            </body>\r\n</html>\r\n";
+        assert_eq!(summarize(nginx), "502 Bad Gateway");
+        assert_eq!(
+            summarize("<HTML><BODY><H1>Gateway\n Timeout</H1><p>x</p></BODY></HTML>"),
+            "Gateway Timeout"
+        );
+        assert_eq!(
+            summarize("<html><body><p>\n\n  upstream  went away </p></body></html>"),
+            "upstream went away"
+        );
+        assert_eq!(summarize("\n\nplain text\nsecond line"), "plain text");
+        assert_eq!(summarize(""), "");
+        let long = summarize(&"x".repeat(500));
+        assert_eq!(long.chars().count(), 121);
+        assert_eq!(
+            status_url("https://u.example.com/api/v1/releases", "rp", "1.2"),
+            "https://u.example.com/api/v1/releases/rp/1.2"
+        );
     }
 
     #[test]
@@ -544,6 +809,7 @@ mod tests {
         assert_eq!(out.len() as u64, layout.content_length());
         let expected = crate::release::hex(&Md5::digest(&data));
         assert_eq!(body.md5(), Some(expected.as_str()));
+        assert_eq!(body.sent(), Some(expected.as_str()));
         let text = String::from_utf8_lossy(&out);
         let file_at = text
             .find("name=\"file\"; filename=\"rp-1.2.3.tgz\"")

@@ -1,10 +1,12 @@
 //! The HTTP server behind `rp-devops serve` (SPEC §10).
 //!
 //! This module is the assembly: [`Routes::from_settings`] asks each feature
-//! module (`release`, `webhook`; the escalation endpoint next) for its
+//! module (`release`, `webhook`, `escalation`) for its
 //! [`Feature`], merges the routers and lists what is served;
 //! [`serve`] runs the result with what every route needs: an access log line
-//! per request, a header-read timeout, a body-size cap for small routes, and
+//! per request, a header-read timeout, a body-size cap for small routes, a
+//! lingering close after refusals ([`linger`]), a cap on open connections
+//! ([`connections`]), optional native TLS ([`tls`], reloaded on SIGHUP), and
 //! a graceful shutdown on SIGTERM/SIGINT that lets in-flight requests (and
 //! the work they started) finish.
 //!
@@ -13,11 +15,15 @@
 //! `Setup::tasks.spawn_blocking` for work that must outlive a client
 //! hang-up), and maps the typed outcome to a status code.
 
+pub mod connections;
 pub mod escalation;
+pub mod linger;
 pub mod release;
+pub mod tls;
 pub mod webhook;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -30,14 +36,18 @@ use axum::response::Response;
 use axum::routing::get;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tower::Service;
 
+use self::connections::{Admission, Connections, Slot};
+use self::linger::Linger;
+use self::tls::ServerTls;
 use crate::output::Printer;
 use crate::settings::Settings;
 
-/// A client must send its request head within this time.
+/// A client must send its request head (and finish a TLS handshake) within
+/// this time.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Body cap for routes that read small bodies through axum extractors; the
 /// release route streams and enforces `release.max_size` itself.
@@ -90,8 +100,17 @@ impl Routes {
             router = router.merge(feature.router);
             enabled.push(feature.description);
         }
+        // The lingering read after a refusal stops at the largest body any
+        // route accepts.
+        let max_body = release::body_limit(settings).unwrap_or(0);
+        let linger = Linger {
+            time: settings.config.serve.linger,
+            max_bytes: max_body.max(SMALL_BODY_LIMIT as u64),
+            log: log.clone(),
+        };
         let router = router
             .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+            .layer(middleware::from_fn_with_state(linger, linger::linger))
             .layer(middleware::from_fn_with_state(log.clone(), access_log));
         Ok(Self {
             router,
@@ -166,21 +185,39 @@ impl Drop for AccessEntry {
     }
 }
 
-/// Serve `routes` on `listener` until the first signal; then stop accepting,
-/// let in-flight requests and tracked tasks finish, and return. A second
-/// signal during that wait stops at once.
+/// How the server takes connections.
+pub struct ServeOptions {
+    /// Open connections at most (`serve.max_connections`).
+    pub max_connections: usize,
+    /// Serve HTTPS with this certificate (reloaded on SIGHUP).
+    pub tls: Option<Arc<ServerTls>>,
+}
+
+/// A short answer for a connection refused because every slot is busy.
+const BUSY_ANSWER: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
+Content-Length: 49\r\nRetry-After: 1\r\nConnection: close\r\n\r\n\
+{\"error\":\"too many connections; try again later\"}";
+
+/// Serve `routes` on `listener` until the first shutdown signal; then stop
+/// accepting, let in-flight requests and tracked tasks finish, and return. A
+/// second signal during that wait stops at once. SIGHUP reloads the TLS
+/// certificate.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
     log: Printer,
     mut signals: ShutdownSignals,
+    options: ServeOptions,
 ) -> Result<()> {
     let Routes { router, tasks, .. } = routes;
+    let connections = Connections::new(options.max_connections);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
+    let mut at_cap = CapReport::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -194,22 +231,48 @@ pub async fn serve(
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    let mut router = router.clone();
-                    router.call(request.map(Body::new))
-                });
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                let log = log.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        log.detail(format!("connection from {peer}: {e}"));
+                let slot = match connections.admit() {
+                    Admission::Admitted { slot, evicted } => {
+                        if evicted {
+                            at_cap.evicted += 1;
+                        }
+                        slot
                     }
-                });
+                    Admission::Full => {
+                        at_cap.refused += 1;
+                        if options.tls.is_none() {
+                            // One try, never a wait: the point is to let go
+                            // of the descriptor now.
+                            let _ = stream.try_write(BUSY_ANSWER);
+                        }
+                        drop(stream);
+                        at_cap.report(&log, connections.max());
+                        continue;
+                    }
+                };
+                at_cap.report(&log, connections.max());
+                let _ = stream.set_nodelay(true);
+                let connection = Connection {
+                    router: router.clone(),
+                    http: http.clone(),
+                    watcher: graceful.watcher(),
+                    log: log.clone(),
+                    peer,
+                    slot,
+                };
+                tokio::spawn(connection.run(stream, options.tls.as_ref().map(|t| t.acceptor())));
             }
-            () = signals.recv() => break,
+            _ = signals.hangup.recv() => match &options.tls {
+                Some(tls) => match tls.reload() {
+                    Ok(()) => log.info(format!(
+                        "SIGHUP: reloaded the TLS certificate from {}",
+                        tls.files().cert.display()
+                    )),
+                    Err(e) => log.warn(format!("SIGHUP: keeping the TLS certificate in use: {e:#}")),
+                },
+                None => log.info("SIGHUP: no TLS certificate to reload"),
+            },
+            () = stop_signal(&mut signals.term, &mut signals.int) => break,
         }
     }
     drop(listener);
@@ -226,10 +289,110 @@ pub async fn serve(
     Ok(())
 }
 
-/// Resolves on the first SIGTERM or SIGINT, and again on each later one.
+/// One accepted connection, until it ends or is closed to make room.
+struct Connection {
+    router: Router,
+    http: hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    log: Printer,
+    peer: SocketAddr,
+    slot: Slot,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, tls: Option<tokio_rustls::TlsAcceptor>) {
+        let close = self.slot.close_token();
+        let peer = self.peer;
+        let log = self.log.clone();
+        let served = async {
+            match tls {
+                None => self.serve(stream).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => self.serve(stream).await,
+                        Ok(Err(e)) => log.detail(format!("TLS handshake with {peer} failed: {e}")),
+                        Err(_) => log.detail(format!("TLS handshake with {peer} timed out")),
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = served => {}
+            () = close.cancelled() => {
+                log.detail(format!("closed idle connection from {peer} to make room (serve.max_connections)"));
+            }
+        }
+    }
+
+    async fn serve<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            router,
+            http,
+            watcher,
+            log,
+            peer,
+            slot,
+        } = self;
+        let requests = slot.requests();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            let in_flight = requests.start();
+            let response = router.call(request.map(Body::new));
+            async move {
+                let response = response.await;
+                drop(in_flight);
+                response
+            }
+        });
+        let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+        if let Err(e) = connection.await {
+            log.detail(format!("connection from {peer}: {e}"));
+        }
+        drop(slot);
+    }
+}
+
+/// Says, at most once a minute, that the connection cap was reached.
+#[derive(Default)]
+struct CapReport {
+    evicted: u64,
+    refused: u64,
+    last: Option<Instant>,
+}
+
+impl CapReport {
+    fn report(&mut self, log: &Printer, max: usize) {
+        if self.evicted + self.refused == 0
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return;
+        }
+        log.warn(format!(
+            "at the connection limit ({max}, serve.max_connections): closed {} idle connection(s), \
+             refused {} while all were busy",
+            self.evicted, self.refused
+        ));
+        self.evicted = 0;
+        self.refused = 0;
+        self.last = Some(Instant::now());
+    }
+}
+
+/// The signals `serve` acts on: SIGTERM or SIGINT stop it ([`Self::recv`]
+/// resolves on the first one, and again on each later one); SIGHUP reloads
+/// the TLS certificate. Installed before the server listens, so a signal
+/// sent as soon as it says it listens is never the default action (which
+/// for SIGHUP is to exit).
 pub struct ShutdownSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl ShutdownSignals {
@@ -238,13 +401,40 @@ impl ShutdownSignals {
         Ok(Self {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
     pub async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
+        stop_signal(&mut self.term, &mut self.int).await;
+    }
+}
+
+async fn stop_signal(
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY_ANSWER).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
     }
 }

@@ -221,6 +221,12 @@ mod tests {
             "-5.4",
             "5.4.0-<b>",
             "5.4.0-\n/close",
+            // Nothing that could end our marker's comment or start a
+            // quick action or a mention.
+            "5.4.0-->",
+            "5.4.0-x -->",
+            "5.4.0-/close",
+            "5.4.0-@all",
         ] {
             assert_eq!(Version::parse(bad), None, "{bad:?}");
         }

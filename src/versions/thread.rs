@@ -231,6 +231,12 @@ mod tests {
                 Some((s.clone(), t.clone()))
             );
         }
+        // The most hyphens a version can carry still leave the marker
+        // whole and read back as written.
+        let (s, t) = (v("5.4.0--"), v("1.0.0-a--b"));
+        let body = mismatch_body(&facts("b", &s, &t));
+        assert_eq!(read_marker(&body).unwrap().versions, Some((s, t)));
+        assert_eq!(body.matches("-->").count(), 1, "{body}");
         assert_eq!(inline_code("a`b"), "`` a`b ``");
         assert_eq!(inline_code("main"), "`main`");
         assert_eq!(inline_code("x\ny").lines().count(), 1);

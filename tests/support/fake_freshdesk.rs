@@ -411,15 +411,16 @@ async fn handle(
             )
         })
         .collect();
-    let body = match req.into_body().collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+    let raw = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(Dropped),
     };
     let request = RecordedRequest {
         method,
         path,
         query,
-        body,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+        raw: raw.clone(),
         headers,
     };
     let fault = {
@@ -507,6 +508,18 @@ fn route(s: &mut State, request: &RecordedRequest) -> Answer {
             &json!({
                 "code": "invalid_credentials",
                 "message": "You have to be logged in to perform this action.",
+            }),
+        );
+    }
+    if request.method == "GET" && request.path == "/api/v2/agents/me" {
+        // The agent the API key belongs to (what `doctor` reads).
+        return json_response(
+            200,
+            &json!({
+                "id": AGENT_ID,
+                "available": true,
+                "occasional": false,
+                "contact": { "name": "Support Bot", "email": "support-bot@example.com", "active": true },
             }),
         );
     }

@@ -13,7 +13,10 @@
 //! ([`FakeGitLab::add_project`]); request bodies that are not JSON
 //! (multipart uploads, form posts) reach the routes as raw text.
 
+pub mod blame;
+pub mod instance;
 pub mod merge_requests;
+pub mod packages;
 pub mod releases;
 mod uploads;
 
@@ -69,7 +72,10 @@ pub struct RecordedRequest {
     pub method: String,
     pub path: String,
     pub query: String,
+    /// The body as text (invalid UTF-8 replaced), for JSON and forms.
     pub body: String,
+    /// The body's bytes, for binary uploads (generic packages).
+    pub raw: Bytes,
     pub headers: Vec<(String, String)>,
 }
 
@@ -126,6 +132,8 @@ pub struct State {
     /// Merge requests, discussions, files, labels (`fake_gitlab/merge_requests.rs`).
     pub mr: merge_requests::MrStore,
     pub uploads: uploads::Uploads,
+    /// Blame of repository files (`fake_gitlab/blame.rs`).
+    pub blame: blame::BlameStore,
 }
 
 /// A running fake GitLab; stops when dropped.
@@ -166,6 +174,7 @@ impl FakeGitLab {
             base_url: url.clone(),
             mr: Default::default(),
             uploads: uploads::Uploads::default(),
+            blame: Default::default(),
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shared = state.clone();
@@ -384,15 +393,16 @@ async fn handle(
             )
         })
         .collect();
-    let body = match req.into_body().collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+    let raw = match req.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(Dropped),
     };
     let request = RecordedRequest {
         method,
         path,
         query,
-        body,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+        raw: raw.clone(),
         headers,
     };
 
@@ -504,7 +514,17 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         (None, Some(JOB_TOKEN)) => Caller::Job,
         _ => return message(401, "401 Unauthorized"),
     };
+    if let Some(answer) = instance::route(s, request, matches!(caller, Caller::Job)) {
+        return answer;
+    }
     let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+    if segments == ["api", "v4", "user"] && request.method == "GET" {
+        // A job token cannot read its user, as on GitLab.
+        return match caller {
+            Caller::Private => json_response(200, &merge_requests::bot_user_json()),
+            Caller::Job => message(403, "403 Forbidden"),
+        };
+    }
     let ["api", "v4", "projects", project, rest @ ..] = segments.as_slice() else {
         return message(404, "404 Not Found");
     };
@@ -518,6 +538,12 @@ fn route(s: &mut State, request: &RecordedRequest) -> Response<Full<Bytes>> {
         return message(404, "404 Project Not Found");
     };
     if let Some(answer) = releases::route(s, &project, request, rest) {
+        return answer;
+    }
+    if let Some(answer) = packages::route(s, &project, request, rest) {
+        return answer;
+    }
+    if let Some(answer) = blame::route(s, &project, request, rest) {
         return answer;
     }
     let write = request.method != "GET";

@@ -2,8 +2,9 @@
 //! (with receive-pack, so server-side hooks run) and by `git http-backend`
 //! behind lighttpd with basic auth, plus shallow tag-less clones like CI's.
 //!
-//! Every server is started on a free 127.0.0.1 port and killed on drop. A
-//! missing tool (git, lighttpd) fails the test: CI installs them from
+//! Every server is started on a free loopback port (127.0.0.1, or another
+//! loopback address to play another host) and killed on drop. A missing
+//! tool (git, lighttpd) fails the test: CI installs them from
 //! `.ci/apt-packages.d/tag-library.txt`.
 
 #![allow(dead_code)]
@@ -244,9 +245,13 @@ fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    wait_for_host_port("127.0.0.1", port, child, what);
+}
+
+fn wait_for_host_port(host: &str, port: u16, child: &mut Child, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect((host, port)).is_ok() {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -254,7 +259,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 10 s");
+    panic!("{what} did not listen on {host}:{port} within 10 s");
 }
 
 /// A killed-on-drop child process.
@@ -309,11 +314,14 @@ impl GitDaemon {
 
 /// Smart HTTP: lighttpd running `git http-backend` as CGI under `/git`,
 /// behind a small CGI wrapper that checks basic auth (user `oauth2`, password
-/// the token) and records every refusal in a file as it happens (lighttpd's
-/// own access log is buffered, so it cannot be counted mid-test).
+/// the token) and records every refusal, and every `Authorization` header it
+/// is sent, in files as it happens (lighttpd's own access log is buffered,
+/// so it cannot be counted mid-test).
 pub struct HttpGit {
+    host: String,
     port: u16,
     refusals: PathBuf,
+    authorizations: PathBuf,
     _server: Server,
 }
 
@@ -321,21 +329,32 @@ pub const HTTP_USER: &str = "oauth2";
 
 impl HttpGit {
     pub fn start(fixture: &Fixture, base: &Path, token: &str) -> Self {
+        Self::start_on(fixture, base, token, "127.0.0.1")
+    }
+
+    /// The same on another loopback address (`127.0.0.2`): another host
+    /// as far as a client can tell.
+    pub fn start_on(fixture: &Fixture, base: &Path, token: &str, host: &str) -> Self {
         require_tool("lighttpd", &["-v"]);
         require_tool("base64", &["--version"]);
         let exec_path = run_git(&fixture.home(), fixture.dir.path(), &["--exec-path"]);
         let backend = Path::new(exec_path.trim()).join("git-http-backend");
         assert!(backend.exists(), "{} is missing", backend.display());
 
-        let root = fixture.path("lighttpd");
+        let root = fixture.path(&format!("lighttpd-{host}"));
         std::fs::create_dir_all(root.join("www")).expect("create lighttpd dirs");
         let refusals = root.join("refusals");
         std::fs::write(&refusals, "").expect("create refusals file");
+        let authorizations = root.join("authorizations");
+        std::fs::write(&authorizations, "").expect("create authorizations file");
         let wrapper = root.join("git-auth.cgi");
         std::fs::write(
             &wrapper,
             format!(
                 r#"#!/bin/sh
+if [ -n "$HTTP_AUTHORIZATION" ]; then
+  echo "$HTTP_AUTHORIZATION" >> '{authorizations}'
+fi
 expected="Basic $(printf '%s:%s' '{HTTP_USER}' '{token}' | base64 -w0)"
 if [ "$HTTP_AUTHORIZATION" != "$expected" ]; then
   echo "$REQUEST_METHOD $REQUEST_URI" >> '{refusals}'
@@ -347,6 +366,7 @@ export REMOTE_USER
 exec '{backend}'
 "#,
                 refusals = path_str(&refusals),
+                authorizations = path_str(&authorizations),
                 backend = path_str(&backend),
             ),
         )
@@ -360,7 +380,7 @@ exec '{backend}'
         let path = std::env::var("PATH").unwrap_or_default();
         let config = format!(
             r#"server.document-root = "{www}"
-server.bind = "127.0.0.1"
+server.bind = "{host}"
 server.port = {port}
 server.errorlog = "{root}/error.log"
 server.modules = ( "mod_alias", "mod_cgi", "mod_setenv" )
@@ -390,23 +410,37 @@ $HTTP["url"] =~ "^/git" {{
             .stderr(Stdio::null())
             .spawn()
             .expect("start lighttpd");
-        wait_for_port(port, &mut child, "lighttpd");
+        wait_for_host_port(host, port, &mut child, "lighttpd");
         Self {
+            host: host.to_owned(),
             port,
             refusals,
+            authorizations,
             _server: Server(child),
         }
     }
 
-    /// `http://127.0.0.1:PORT/git/NAME.git`, optionally with `user:pass@`.
+    /// `http://HOST:PORT/git/NAME.git`, optionally with `user:pass@`.
     pub fn url(&self, library: &Library, credentials: Option<&str>) -> String {
+        let host = &self.host;
         match credentials {
-            Some(c) => format!(
-                "http://{c}@127.0.0.1:{}/git/{}.git",
-                self.port, library.name
-            ),
-            None => format!("http://127.0.0.1:{}/git/{}.git", self.port, library.name),
+            Some(c) => format!("http://{c}@{host}:{}/git/{}.git", self.port, library.name),
+            None => format!("http://{host}:{}/git/{}.git", self.port, library.name),
         }
+    }
+
+    /// `http://HOST:PORT`, for a TLS front or a redirect.
+    pub fn origin(&self) -> String {
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// Every `Authorization` header a request carried, in order.
+    pub fn authorizations(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.authorizations)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Requests answered 401 so far.
@@ -415,5 +449,51 @@ $HTTP["url"] =~ "^/git" {{
             .unwrap_or_default()
             .lines()
             .count()
+    }
+}
+
+/// An HTTP server on 127.0.0.1 that answers every request under `/git/`
+/// with a 301 to the same path on `to` (`http://host:port`): a remote that
+/// moved, or a hostile redirect.
+pub struct HttpRedirect {
+    port: u16,
+    _server: Server,
+}
+
+impl HttpRedirect {
+    pub fn start(fixture: &Fixture, to: &str) -> Self {
+        require_tool("lighttpd", &["-v"]);
+        let root = fixture.path("lighttpd-redirect");
+        std::fs::create_dir_all(root.join("www")).expect("create lighttpd dirs");
+        let port = free_port();
+        let config = format!(
+            r#"server.document-root = "{www}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{root}/error.log"
+server.modules = ( "mod_redirect" )
+url.redirect = ( "^/git/(.*)$" => "{to}/git/$1" )
+"#,
+            www = path_str(&root.join("www")),
+            root = path_str(&root),
+        );
+        let conf = root.join("lighttpd.conf");
+        std::fs::write(&conf, config).expect("write lighttpd.conf");
+        let mut child = Command::new("lighttpd")
+            .args(["-D", "-f", path_str(&conf)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start lighttpd");
+        wait_for_port(port, &mut child, "lighttpd (redirect)");
+        Self {
+            port,
+            _server: Server(child),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/git/NAME.git`
+    pub fn url(&self, library: &Library) -> String {
+        format!("http://127.0.0.1:{}/git/{}.git", self.port, library.name)
     }
 }

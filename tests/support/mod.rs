@@ -7,6 +7,8 @@
 pub mod escalation;
 pub mod fake_freshdesk;
 pub mod fake_gitlab;
+pub mod gle;
+pub mod proxy;
 pub mod release;
 pub mod tls;
 

@@ -15,12 +15,15 @@ pub const SECRET: &str = "s3cr3t-must-never-leak-9f2c";
 pub struct Receiver {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// `http` or `https` (from the start-up line).
+    pub scheme: String,
     child: Option<Child>,
 }
 
 /// The scripts every receiver gets. `app` counts its runs, sources the .env
 /// and writes what it got; `flaky` fails while `fail-flag` exists; `slow`
-/// outlives its timeout.
+/// outlives its timeout; `sleepy` takes `nap` seconds (a metadata field,
+/// default 3) and counts its runs.
 const APP_SCRIPT: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
 echo "$RELEASE_VERSION" >> "$dir/app-runs.log"
@@ -34,6 +37,12 @@ dir=$(dirname "$0")
 echo run >> "$dir/flaky-runs.log"
 if [ -e "$dir/fail-flag" ]; then echo "deploy failed: disk on fire" >&2; exit 7; fi
 echo deployed
+"#;
+const SLEEPY_SCRIPT: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+echo "$RELEASE_VERSION" >> "$dir/sleepy-runs.log"
+sleep "${nap:-3}"
+echo "slept ${nap:-3}s"
 "#;
 const SLOW_SCRIPT: &str = r#"#!/bin/sh
 dir=$(dirname "$0")
@@ -64,6 +73,7 @@ impl Receiver {
             ("app.sh", APP_SCRIPT),
             ("flaky.sh", FLAKY_SCRIPT),
             ("slow.sh", SLOW_SCRIPT),
+            ("sleepy.sh", SLEEPY_SCRIPT),
         ] {
             write_executable(&root.join(name), body);
         }
@@ -72,6 +82,7 @@ impl Receiver {
              app:\n      required: [version, channel]\n      script: {root}/app.sh\n      timeout: 20s\n    \
              flaky:\n      script: {root}/flaky.sh\n      timeout: 20s\n    \
              slow:\n      script: {root}/slow.sh\n      timeout: 1s\n    \
+             sleepy:\n      script: {root}/sleepy.sh\n      timeout: 20s\n    \
              plain: {{}}\n    \
              example:\n      required: [version, channel]\n      script: {example}\n      timeout: 20s\n",
             example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/release.sh"),
@@ -82,18 +93,57 @@ impl Receiver {
         Self {
             dir,
             port: 0,
+            scheme: "http".to_owned(),
             child: None,
         }
     }
 
+    /// Add YAML to the config file (before `spawn`), e.g. a `serve:` section.
+    pub fn add_config(&self, yaml: &str) {
+        let path = self.root().join("rp-devops.yml");
+        let mut config = std::fs::read_to_string(&path).expect("config");
+        config.push_str(yaml);
+        std::fs::write(path, config).expect("config");
+    }
+
     pub fn spawn(&mut self) {
+        self.spawn_full(&[], &[], &[]);
+    }
+
+    /// Start `serve` with these variables added to its environment.
+    pub fn spawn_with(&mut self, env: &[(&str, &str)]) {
+        self.spawn_full(&[], &[], env);
+    }
+
+    /// Start serve with extra arguments, under `launcher` (a command that
+    /// runs the rest, like `prlimit --nofile=64:64`) when not empty.
+    pub fn spawn_under(&mut self, launcher: &[&str], args: &[&str]) {
+        self.spawn_full(launcher, args, &[]);
+    }
+
+    fn spawn_full(&mut self, launcher: &[&str], args: &[&str], env: &[(&str, &str)]) {
         let root = self.dir.path();
         let log = std::fs::File::create(root.join("serve.log")).expect("log");
-        let child = super::rp_devops_std(root)
+        let mut command = super::rp_devops_std(root);
+        if let Some((program, rest)) = launcher.split_first() {
+            let binary = command.get_program().to_owned();
+            // The same clean environment, the program run by the launcher.
+            let mut wrapped = Command::new(program);
+            wrapped.args(rest).arg(binary).env_clear().current_dir(root);
+            for (key, value) in command.get_envs() {
+                if let Some(value) = value {
+                    wrapped.env(key, value);
+                }
+            }
+            command = wrapped;
+        }
+        let child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(root.join("rp-devops.yml"))
+            .args(args)
             .env("RP_RELEASE_SECRET", SECRET)
             .env("RELEASE_PUBLISH_DIR", root.join("published"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -103,11 +153,13 @@ impl Receiver {
         let started = Instant::now();
         loop {
             let log = self.log();
-            if let Some(port) = log
-                .lines()
-                .find_map(|l| l.strip_prefix("listening on http://127.0.0.1:"))
-                .and_then(|p| p.trim().parse().ok())
-            {
+            let listening = log.lines().find_map(|l| {
+                let rest = l.strip_prefix("listening on ")?;
+                let (scheme, address) = rest.split_once("://127.0.0.1:")?;
+                Some((scheme.to_owned(), address.trim().parse().ok()?))
+            });
+            if let Some((scheme, port)) = listening {
+                self.scheme = scheme;
                 self.port = port;
                 break;
             }
@@ -124,16 +176,31 @@ impl Receiver {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let (status, _) = http(
-            self.port,
-            "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            b"",
-        );
-        assert_eq!(status, 200, "healthz");
+        if self.scheme == "http" {
+            let (status, _) = http(
+                self.port,
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                b"",
+            );
+            assert_eq!(status, 200, "healthz");
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
+    }
+
+    /// `GET /api/v1/releases/PRODUCT/VERSION[?QUERY]` with `secret`, over a
+    /// raw socket: (status, body).
+    pub fn status_of(&self, secret: &str, product: &str, version: &str) -> (u16, String) {
+        http(
+            self.port,
+            &format!(
+                "GET /api/v1/releases/{product}/{version} HTTP/1.1\r\nHost: x\r\n\
+                 Authorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
+            ),
+            b"",
+        )
     }
 
     pub fn root(&self) -> &Path {
@@ -484,6 +551,48 @@ pub fn http(port: u16, head: &str, body: &[u8]) -> (u16, String) {
     read_answer(&mut stream)
 }
 
+/// Read one HTTP answer as it arrives (head, then `Content-Length` bytes),
+/// without waiting for the server to close: (status, body). Interim
+/// answers (100 Continue) are skipped.
+pub fn read_one_answer(stream: &mut TcpStream) -> (u16, String) {
+    loop {
+        let head = read_response_head(stream);
+        let status: u16 = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status == 100 {
+            continue;
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; length];
+        stream
+            .read_exact(&mut body)
+            .expect("read the answer's body");
+        return (status, String::from_utf8_lossy(&body).into_owned());
+    }
+}
+
+fn read_response_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream
+            .read_exact(&mut byte)
+            .expect("read the answer's head");
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// Read an HTTP answer until the server closes: (status, body).
 pub fn read_answer(stream: &mut TcpStream) -> (u16, String) {
     let mut raw = Vec::new();
@@ -574,4 +683,117 @@ pub fn stdout(out: &Output) -> String {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a [`Gateway`] does to the first uploads it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lose {
+    /// Read the upload whole and answer 504 without forwarding it: the
+    /// receiver never hears of it.
+    Upload,
+    /// Forward the upload, wait for the receiver's answer, and answer 504
+    /// in its place (what nginx does when the script outlasts
+    /// `proxy_read_timeout`).
+    Answer,
+}
+
+/// A gateway on 127.0.0.1 in front of a receiver that loses the first
+/// `times` uploads (`POST`s) or their answers, as a proxy timing out would,
+/// with an HTML 504 page and `Server: test-gateway`; every other request is
+/// forwarded and its answer relayed. Like nginx, it answers `Expect:
+/// 100-continue` itself and reads the whole body before forwarding.
+pub struct Gateway {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+const GATEWAY_504: &str = "HTTP/1.1 504 Gateway Time-out\r\nServer: test-gateway\r\n\
+    Content-Type: text/html\r\nContent-Length: 92\r\nConnection: close\r\n\r\n\
+    <html><head><title>504 Gateway Time-out</title></head><body>upstream timed out</body></html>";
+
+impl Gateway {
+    pub fn start(upstream: u16, lose: Lose, times: usize) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicUsize::new(0));
+        let stopping = stop.clone();
+        std::thread::spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((mut client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let lost = lost.clone();
+                std::thread::spawn(move || {
+                    client.set_nonblocking(false).ok();
+                    client.set_read_timeout(Some(Duration::from_secs(60))).ok();
+                    let head = read_request_head(&mut client);
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if head.to_ascii_lowercase().contains("expect: 100-continue") {
+                        let _ = client.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    }
+                    let mut body = vec![0u8; length];
+                    if client.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let is_upload = head.starts_with("POST ");
+                    let lose_this = is_upload && lost.fetch_add(1, Ordering::SeqCst) < times;
+                    if lose_this && lose == Lose::Upload {
+                        let _ = client.write_all(GATEWAY_504.as_bytes());
+                        return;
+                    }
+                    // Forward with the head's own lines, minus Expect and
+                    // Connection, and read the answer to the end.
+                    let mut forwarded: String = head
+                        .trim_end()
+                        .lines()
+                        .filter(|l| {
+                            let lower = l.to_ascii_lowercase();
+                            !lower.starts_with("expect:") && !lower.starts_with("connection:")
+                        })
+                        .map(|l| format!("{l}\r\n"))
+                        .collect();
+                    forwarded.push_str("Connection: close\r\n\r\n");
+                    let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                        return;
+                    };
+                    server.set_read_timeout(Some(Duration::from_secs(60))).ok();
+                    if server.write_all(forwarded.as_bytes()).is_err()
+                        || server.write_all(&body).is_err()
+                    {
+                        return;
+                    }
+                    let mut answer = Vec::new();
+                    let _ = server.read_to_end(&mut answer);
+                    if lose_this {
+                        let _ = client.write_all(GATEWAY_504.as_bytes());
+                    } else {
+                        let _ = client.write_all(&answer);
+                    }
+                });
+            }
+        });
+        Self { port, stop }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

@@ -12,6 +12,7 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use futures_util::{Stream, StreamExt};
 
+use super::part_header::{MAX_PART_HEADER, MultipartForm, PartHeaderTooLarge};
 use super::{Rejection, ReleaseReceiver};
 use crate::ops::publish_release::{PublishRequest, ReceivedFile, VersionLock};
 use crate::release::publish::check_file_name;
@@ -26,12 +27,14 @@ const FORM_ALLOWANCE: u64 = 1024 * 1024;
 const MAX_FIELD_BYTES: usize = 64 * 1024;
 
 impl ReleaseReceiver {
+    /// The largest body accepted.
+    pub(super) fn body_limit(&self) -> u64 {
+        body_limit(self.max_size)
+    }
+
     /// The checks made on the request head alone, before one body byte is
     /// read; then the body as a multipart stream.
-    pub(super) fn open_form(
-        &self,
-        request: Request,
-    ) -> Result<multer::Multipart<'static>, Rejection> {
+    pub(super) fn open_form(&self, request: Request) -> Result<MultipartForm, Rejection> {
         self.authorize(request.headers())?;
         let content_type = request
             .headers()
@@ -44,7 +47,7 @@ impl ReleaseReceiver {
                 "expected a multipart/form-data body",
             )
         })?;
-        let limit = self.max_size.saturating_add(FORM_ALLOWANCE);
+        let limit = self.body_limit();
         let declared = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -56,11 +59,7 @@ impl ReleaseReceiver {
         let body = idle_timeout(request.into_body().into_data_stream(), self.idle_timeout);
         let constraints =
             multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit));
-        Ok(multer::Multipart::with_constraints(
-            body,
-            boundary,
-            constraints,
-        ))
+        Ok(MultipartForm::new(body, boundary, constraints))
     }
 
     /// Read the whole form: everything up to the point where the artifact is
@@ -68,7 +67,7 @@ impl ReleaseReceiver {
     /// its version locked. The rest is the publish operation's.
     pub(super) async fn receive_form(
         self: &Arc<Self>,
-        multipart: &mut multer::Multipart<'static>,
+        multipart: &mut MultipartForm,
     ) -> Result<PublishRequest, Rejection> {
         let mut form = Form::default();
         while let Some(mut field) = multipart
@@ -77,6 +76,16 @@ impl ReleaseReceiver {
             .map_err(|e| self.multipart_error(e))?
         {
             let name = field.name().unwrap_or_default().to_owned();
+            let is_meta = ![FIELD_FILE, FIELD_PRODUCT, FIELD_MD5].contains(&name.as_str());
+            if is_meta && form.meta.len() >= self.max_fields {
+                return Err(Rejection::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "more than {} metadata fields (this server's release.max_fields)",
+                        self.max_fields
+                    ),
+                ));
+            }
             if name == FIELD_FILE {
                 if form.file.is_some() {
                     return Err(Rejection::unprocessable("more than one `file` part"));
@@ -86,7 +95,7 @@ impl ReleaseReceiver {
                     .map(str::to_owned)
                     .ok_or_else(|| Rejection::unprocessable("the `file` part has no filename"))?;
                 check_file_name(&file_name).map_err(Rejection::unprocessable)?;
-                let received = self.receive_file(&mut field).await?;
+                let received = self.receive_file(&mut field, form.product.clone()).await?;
                 form.file = Some((file_name, received));
             } else {
                 let value = read_text(&mut field, &name).await.map_err(|e| match e {
@@ -141,7 +150,6 @@ impl ReleaseReceiver {
                 bytesize::ByteSize(self.max_size)
             ),
         )
-        .final_answer()
     }
 
     pub(super) fn multipart_error(&self, error: multer::Error) -> Rejection {
@@ -150,10 +158,17 @@ impl ReleaseReceiver {
                 self.too_large()
             }
             multer::Error::StreamReadFailed(e) => {
-                let timed_out = e
-                    .downcast_ref::<io::Error>()
-                    .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut);
-                let rejection = if timed_out {
+                let io = e.downcast_ref::<io::Error>();
+                let timed_out = io.is_some_and(|e| e.kind() == io::ErrorKind::TimedOut);
+                let header_too_large = io
+                    .and_then(|e| e.get_ref())
+                    .is_some_and(|inner| inner.is::<PartHeaderTooLarge>());
+                if header_too_large {
+                    Rejection::new(
+                        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        format!("a part header of the form is longer than {MAX_PART_HEADER} bytes"),
+                    )
+                } else if timed_out {
                     Rejection::new(
                         StatusCode::REQUEST_TIMEOUT,
                         format!(
@@ -163,16 +178,19 @@ impl ReleaseReceiver {
                     )
                 } else {
                     Rejection::new(StatusCode::BAD_REQUEST, "the upload was cut off")
-                };
-                rejection.final_answer()
+                }
             }
             other => Rejection::new(
                 StatusCode::BAD_REQUEST,
                 format!("malformed multipart body: {other}"),
-            )
-            .final_answer(),
+            ),
         }
     }
+}
+
+/// The largest body accepted: `max_size` plus room for the form.
+pub(super) fn body_limit(max_size: u64) -> u64 {
+    max_size.saturating_add(FORM_ALLOWANCE)
 }
 
 /// The fields seen so far.
@@ -227,14 +245,6 @@ impl Form {
 enum FieldError {
     Multipart(multer::Error),
     Rejected(Rejection),
-}
-
-/// Read the rest of a rejected form and throw it away (bounded by the
-/// stream size limit and the idle timeout).
-pub(super) async fn drain(multipart: &mut multer::Multipart<'static>) {
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(_)) = field.chunk().await {}
-    }
 }
 
 /// A metadata field's value, at most `MAX_FIELD_BYTES`, as UTF-8.

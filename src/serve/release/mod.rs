@@ -1,4 +1,5 @@
-//! The release receiver's HTTP door: `POST /api/v1/releases` (SPEC §9).
+//! The release receiver's HTTP door: `POST /api/v1/releases` and the
+//! release status route `GET /api/v1/releases/PRODUCT/VERSION` (SPEC §9).
 //!
 //! This module is HTTP only: the route, the bearer check, reading the
 //! multipart form ([`form`]) and streaming the artifact to disk
@@ -8,18 +9,23 @@
 //!
 //! What it guarantees, in order:
 //! - the bearer secret is checked (constant time) before one body byte is
-//!   read, so an outsider cannot make it store or even read anything;
+//!   read, so an outsider cannot make it store, hash or parse anything (the
+//!   body of any refused request is only read and discarded, after the
+//!   answer, by `serve::linger`);
+//! - the form is bounded: `release.max_fields` metadata fields, 64 KiB per
+//!   value, 16 KiB per part header;
 //! - names that become paths are allow-listed, products must be configured,
 //!   and a second upload of a version in progress is refused, all as soon as
 //!   the form says enough, before a large file streams in;
 //! - the artifact streams to a temporary file in the release directory while
-//!   a blocking thread hashes and writes it; at no point is it held in
+//!   two blocking threads hash and write it; at no point is it held in
 //!   memory;
 //! - once an artifact is received, publishing it happens on the blocking
 //!   pool as a tracked task that neither a client hang-up nor SIGTERM
 //!   interrupts.
 
 mod form;
+mod part_header;
 mod writer;
 
 use std::sync::Arc;
@@ -27,38 +33,29 @@ use std::time::Duration;
 
 use anyhow::Result;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use md5::{Digest, Md5};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use tokio_util::task::TaskTracker;
 
 use super::{Feature, Setup};
 use crate::config::ReleaseConfig;
 use crate::error::UsageError;
-use crate::ops::publish_release::{Publication, PublishError, PublishStep, Published, Publisher};
+use crate::ops::publish_release::{
+    Publication, PublishError, PublishStep, Published, Publisher, VersionStatus,
+};
 use crate::output::Printer;
 use crate::release::ROUTE;
-use crate::release::script::ScriptOutcome;
+use crate::release::script::{ScriptEnvironment, ScriptOutcome};
 use crate::settings::{Secret, Settings};
 
 /// A client that sends nothing for this long is dropped (an idle timeout, not
 /// a total one: a 5 GB upload on a slow link must not be cut off).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Environment variables never passed on to release scripts.
-const SCRUBBED_ENV: &[&str] = &[
-    "RP_RELEASE_SECRET",
-    "RP_GITLAB_TOKEN",
-    "GITLAB_TOKEN",
-    "RP_WEBHOOK_SECRET",
-    "RP_WEBHOOK_SIGNING_KEY",
-    "RP_ESCALATE_TOKEN",
-    "RP_FRESHDESK_API_KEY",
-];
 
 /// The receiver's route, when the config file has a `release:` section.
 pub fn feature(setup: &Setup<'_>) -> Result<Option<Feature>> {
@@ -73,7 +70,7 @@ pub fn feature(setup: &Setup<'_>) -> Result<Option<Feature>> {
         DEFAULT_IDLE_TIMEOUT,
     )?;
     let description = format!(
-        "POST {ROUTE} (release receiver: {} product(s), into {})",
+        "POST {ROUTE}, GET {ROUTE}/PRODUCT/VERSION (release receiver: {} product(s), into {})",
         receiver.publisher.products(),
         receiver.publisher.dir().display()
     );
@@ -83,10 +80,20 @@ pub fn feature(setup: &Setup<'_>) -> Result<Option<Feature>> {
     }))
 }
 
+/// The largest request body the receiver accepts, when it is enabled.
+pub fn body_limit(settings: &Settings) -> Option<u64> {
+    settings
+        .config
+        .release
+        .as_ref()
+        .map(|config| form::body_limit(config.max_size))
+}
+
 /// The receiver's configuration and state, shared by every request.
 pub struct ReleaseReceiver {
     secret: Secret,
     max_size: u64,
+    max_fields: usize,
     idle_timeout: Duration,
     publisher: Arc<Publisher>,
     tasks: TaskTracker,
@@ -98,6 +105,7 @@ impl std::fmt::Debug for ReleaseReceiver {
         f.debug_struct("ReleaseReceiver")
             .field("secret", &self.secret)
             .field("max_size", &self.max_size)
+            .field("max_fields", &self.max_fields)
             .field("publisher", &self.publisher)
             .finish_non_exhaustive()
     }
@@ -124,10 +132,13 @@ impl ReleaseReceiver {
                 config.secret_env
             ))
         })?;
-        let mut scrub_env: Vec<String> = SCRUBBED_ENV.iter().map(|s| (*s).to_owned()).collect();
-        scrub_env.push(config.secret_env.clone());
+        // Release scripts get the server's environment without any secret
+        // rp-devops knows about, and their output comes back without them.
+        let secrets = settings.known_secrets();
+        let script_env =
+            ScriptEnvironment::new(settings.env.iter(), &secrets.names, secrets.redactor());
         let step_log = log.clone();
-        let publisher = Publisher::open(config.dir.clone(), config.products.clone(), scrub_env)?
+        let publisher = Publisher::open(config.dir.clone(), config.products.clone(), script_env)?
             .on_step(move |step| log_step(&step_log, step));
         for (path, removed) in publisher.remove_leftovers()? {
             match removed {
@@ -141,6 +152,7 @@ impl ReleaseReceiver {
         Ok(Self {
             secret,
             max_size: config.max_size,
+            max_fields: config.max_fields,
             idle_timeout,
             publisher: Arc::new(publisher),
             tasks,
@@ -149,7 +161,10 @@ impl ReleaseReceiver {
     }
 
     pub fn routes(self: Arc<Self>) -> Router {
-        Router::new().route(ROUTE, post(receive).with_state(self))
+        Router::new()
+            .route(ROUTE, post(receive))
+            .route(&format!("{ROUTE}/{{product}}/{{version}}"), get(status))
+            .with_state(self)
     }
 
     fn authorize(&self, headers: &HeaderMap) -> Result<(), Rejection> {
@@ -180,16 +195,22 @@ impl ReleaseReceiver {
         }
     }
 
-    /// Answer with an error; server-side failures are logged too.
+    /// Answer with an error; server-side failures are logged too, with the
+    /// details the answer leaves out.
     fn reject(&self, rejection: Rejection) -> Response {
-        if rejection.status.is_server_error() {
+        if let Some(detail) = &rejection.detail {
+            self.log
+                .warn(format!("release: {}: {detail}", rejection.message));
+        } else if rejection.status.is_server_error() {
             self.log.warn(format!("release: {}", rejection.message));
         }
         rejection.into_response()
     }
 }
 
-/// The handler: every outcome is a JSON document.
+/// The handler: every outcome is a JSON document. A refusal answers at
+/// once; what is left of the body is read and discarded after the answer
+/// (`serve::linger`), never here.
 async fn receive(State(receiver): State<Arc<ReleaseReceiver>>, request: Request) -> Response {
     let mut multipart = match receiver.open_form(request) {
         Ok(multipart) => multipart,
@@ -197,12 +218,7 @@ async fn receive(State(receiver): State<Arc<ReleaseReceiver>>, request: Request)
     };
     let upload = match receiver.receive_form(&mut multipart).await {
         Ok(upload) => upload,
-        Err(rejection) => {
-            if rejection.drain {
-                form::drain(&mut multipart).await;
-            }
-            return receiver.reject(rejection);
-        }
+        Err(rejection) => return receiver.reject(rejection),
     };
     drop(multipart);
     // Received: publish on the blocking pool (file system work and the
@@ -216,6 +232,53 @@ async fn receive(State(receiver): State<Arc<ReleaseReceiver>>, request: Request)
         Ok(Ok(published)) => answer(published),
         Ok(Err(error)) => receiver.reject(error.into()),
         Err(_) => receiver.reject(Rejection::internal("publishing the release crashed")),
+    }
+}
+
+/// `?bytes=N` on the status route: would an artifact of N bytes be taken?
+#[derive(Debug, Deserialize)]
+struct StatusQuery {
+    bytes: Option<u64>,
+}
+
+/// `GET /api/v1/releases/PRODUCT/VERSION`: what the receiver knows about a
+/// version, for a client whose answer was lost (a proxy's 504 while the
+/// script ran). Same secret as uploads. With `?bytes=N` it also refuses,
+/// with the upload's own 413, an artifact too large to be taken, so a
+/// client whose connection a proxy broke can learn why without sending it
+/// again.
+async fn status(
+    State(receiver): State<Arc<ReleaseReceiver>>,
+    Path((product, version)): Path<(String, String)>,
+    Query(query): Query<StatusQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(rejection) = receiver.authorize(&headers) {
+        return receiver.reject(rejection);
+    }
+    if let Err(error) = receiver.publisher.product(&product) {
+        return receiver.reject(error.into());
+    }
+    if query.bytes.is_some_and(|bytes| bytes > receiver.max_size) {
+        return receiver.reject(receiver.too_large());
+    }
+    let publisher = receiver.publisher.clone();
+    let (p, v) = (product.clone(), version.clone());
+    let found = tokio::task::spawn_blocking(move || publisher.status(&p, &v)).await;
+    match found {
+        Ok(Ok(Some(status))) => {
+            (StatusCode::OK, axum::Json(StatusAnswer::from(status))).into_response()
+        }
+        Ok(Ok(None)) => {
+            let body = serde_json::json!({
+                "error": format!("no trace of {product} {version} on this receiver"),
+                "product": product,
+                "version": version,
+            });
+            (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+        }
+        Ok(Err(error)) => receiver.reject(error.into()),
+        Err(_) => receiver.reject(Rejection::internal("reading the release status crashed")),
     }
 }
 
@@ -269,13 +332,39 @@ fn log_step(log: &Printer, step: &PublishStep<'_>) {
         } => format!(
             "release: {} {product} {version}: {}",
             script.display(),
-            match (outcome.timed_out, outcome.exit_code) {
-                (true, _) => "timed out".to_owned(),
-                (false, Some(code)) => format!("exit {code}"),
-                (false, None) => "killed or not started".to_owned(),
+            match (outcome.timed_out, outcome.exit_code, &outcome.start_error) {
+                (true, _, _) => "timed out".to_owned(),
+                (false, Some(code), _) => format!("exit {code}"),
+                (false, None, Some(why)) => format!("not started: {why}"),
+                (false, None, None) => "killed".to_owned(),
             }
         ),
     });
+}
+
+/// The JSON answer of the status route (SPEC §9).
+#[derive(Debug, Serialize)]
+pub struct StatusAnswer {
+    pub product: String,
+    pub version: String,
+    pub file: Option<String>,
+    pub md5: Option<String>,
+    pub bytes: Option<u64>,
+    /// `published`, `in-progress` or `script-failed`.
+    pub state: &'static str,
+}
+
+impl From<VersionStatus> for StatusAnswer {
+    fn from(status: VersionStatus) -> Self {
+        Self {
+            state: status.state.as_str(),
+            product: status.product,
+            version: status.version,
+            file: status.file,
+            md5: status.md5,
+            bytes: status.bytes,
+        }
+    }
 }
 
 /// The JSON answer to an upload (SPEC §9).
@@ -289,17 +378,15 @@ pub struct ReleaseAnswer {
     pub script: Option<ScriptOutcome>,
 }
 
-/// An error answer: `{"error": "..."}`. The connection is closed afterwards,
-/// because the request body may not have been read (and must not be).
+/// An error answer: `{"error": "..."}`. The connection is closed afterwards
+/// (after the lingering read of what is left of the body).
 #[derive(Debug)]
 struct Rejection {
     status: StatusCode,
     message: String,
-    /// Read (and discard) the rest of the body before answering. A client
-    /// that does not read while it sends (most, ours included) would
-    /// otherwise see a reset connection instead of this answer. Off where
-    /// reading on is pointless or what we refuse to do (too large, cut off).
-    drain: bool,
+    /// What went wrong in detail (an OS error, a path): for the server's
+    /// log, never for the client.
+    detail: Option<String>,
 }
 
 impl Rejection {
@@ -307,13 +394,8 @@ impl Rejection {
         Self {
             status,
             message: message.into(),
-            drain: true,
+            detail: None,
         }
-    }
-
-    fn final_answer(mut self) -> Self {
-        self.drain = false;
-        self
     }
 
     fn unprocessable(message: impl Into<String>) -> Self {
@@ -335,9 +417,25 @@ impl From<PublishError> for Rejection {
             PublishError::InProgress { .. }
             | PublishError::AlreadyReleasedAs { .. }
             | PublishError::DifferentArtifact { .. } => StatusCode::CONFLICT,
-            PublishError::Storage(_) | PublishError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
+            PublishError::Storage(e) => {
+                // The OS error and the paths it concerns are the operator's
+                // business: the client learns what failed, the log why.
+                let (status, message) = if e.raw_os_error() == Some(libc::ENOSPC) {
+                    (
+                        StatusCode::INSUFFICIENT_STORAGE,
+                        "no space left in the release directory",
+                    )
+                } else {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "storing the release failed; the server's log says why",
+                    )
+                };
+                let mut rejection = Self::new(status, message);
+                rejection.detail = Some(error.to_string());
+                return rejection;
             }
+            PublishError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, error.to_string())
     }

@@ -21,6 +21,30 @@ use super::{
 
 /// The user rp-devops's token belongs to, as shown on its notes.
 pub const BOT_USERNAME: &str = "rp-devops-bot";
+/// That user's id (what `GET /user` answers for the fake's token).
+pub const BOT_USER_ID: u64 = 4242;
+
+/// A user's id: the bot's, or a stable one per other username.
+pub fn user_id(username: &str) -> u64 {
+    if username == BOT_USERNAME {
+        return BOT_USER_ID;
+    }
+    1000 + username
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % 1000
+}
+
+/// `GET /user` for the fake's token: the shape of a note's author, which is
+/// what GitLab's `/user` answer starts with.
+pub fn bot_user_json() -> Value {
+    let discussions = template("discussion.json");
+    let mut v = discussions[6]["notes"][0]["author"].clone();
+    v["id"] = json!(BOT_USER_ID);
+    v["username"] = json!(BOT_USERNAME);
+    v["name"] = json!("rp-devops bot");
+    v
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct MrStore {
@@ -207,6 +231,31 @@ impl FakeGitLab {
         });
     }
 
+    /// A person replies in an existing thread.
+    pub fn person_replies(&self, iid: u64, discussion: &str, body: &str) {
+        let mut s = self.lock();
+        let (_, note) = s.mr.new_ids();
+        let mr =
+            s.mr.mrs
+                .iter_mut()
+                .find(|m| m.project_id == PROJECT_ID && m.iid == iid)
+                .expect("no such MR");
+        let d = mr
+            .discussions
+            .iter_mut()
+            .find(|d| d.id == discussion)
+            .expect("no such discussion");
+        let resolvable = d.resolvable();
+        let resolved = d.resolved();
+        d.notes.push(FakeMrNote {
+            id: note,
+            body: body.to_owned(),
+            author: "a.person".to_owned(),
+            resolvable,
+            resolved,
+        });
+    }
+
     /// A person starts a thread (or comments) on an MR.
     pub fn person_comments(&self, iid: u64, body: &str, resolvable: bool) -> String {
         let mut s = self.lock();
@@ -291,6 +340,7 @@ fn note_json(mr: &FakeMr, note: &FakeMrNote) -> Value {
     v["body"] = json!(note.body);
     v["noteable_id"] = json!(mr.id);
     v["noteable_iid"] = json!(mr.iid);
+    v["author"]["id"] = json!(user_id(&note.author));
     v["author"]["username"] = json!(note.author);
     v["author"]["name"] = json!(note.author);
     v["resolvable"] = json!(note.resolvable);

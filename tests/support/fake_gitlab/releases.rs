@@ -46,6 +46,20 @@ fn served() -> MutexGuard<'static, HashMap<String, HashMap<u64, Served>>> {
 }
 
 impl FakeGitLab {
+    /// A release of `tag` as if made earlier (by a tag job), with no links.
+    pub fn add_release(&self, project_id: u64, tag: &str) {
+        let mut release = template("release.json");
+        release["tag_name"] = json!(tag);
+        release["name"] = json!(tag);
+        release["assets"]["links"] = json!([]);
+        if let Some(served) = served()
+            .get_mut(&self.url)
+            .and_then(|p| p.get_mut(&project_id))
+        {
+            served.releases.push(release);
+        }
+    }
+
     /// Answer `project_id`'s releases, compare and commits routes from the
     /// (bare) repository at `repository`, with no releases yet.
     pub fn serve_repository(&self, project_id: u64, repository: &Path) {
@@ -110,6 +124,28 @@ pub fn route(
             }
         }
         ("POST", ["releases"]) => create_release(served, &web, &request.body),
+        ("GET", ["releases", tag, "assets", "links"]) => {
+            let tag = decode(tag);
+            match served
+                .releases
+                .iter()
+                .find(|r| r["tag_name"] == tag.as_str())
+            {
+                Some(release) => json_response(200, &release["assets"]["links"]),
+                None => message(404, "404 Not Found"),
+            }
+        }
+        ("POST", ["releases", tag, "assets", "links"]) => {
+            let tag = decode(tag);
+            match served
+                .releases
+                .iter_mut()
+                .find(|r| r["tag_name"] == tag.as_str())
+            {
+                Some(release) => add_link(release, request),
+                None => message(404, "404 Not Found"),
+            }
+        }
         ("GET", ["repository", "compare"]) | ("GET", ["repository", "commits"])
             if job_token && !served.job_token_reads_commits =>
         {
@@ -177,6 +213,51 @@ fn create_release(served: &mut Served, web: &str, body: &str) -> Response<Full<B
     release["_links"]["edit_url"] = json!(format!("{web}/-/releases/{encoded}/edit"));
     served.releases.push(release.clone());
     json_response(201, &release)
+}
+
+/// A release's asset link (form or JSON body: `name`, `url`,
+/// `link_type`); a second link with the same name or URL is refused, as
+/// GitLab does.
+fn add_link(release: &mut Value, request: &RecordedRequest) -> Response<Full<Bytes>> {
+    let fields: std::collections::HashMap<String, String> =
+        if request.body.trim_start().starts_with('{') {
+            serde_json::from_str::<Value>(&request.body)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .map(|o| {
+                    o.into_iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k, v.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            query_params(&request.body)
+        };
+    let (Some(name), Some(url)) = (fields.get("name"), fields.get("url")) else {
+        return json_response(400, &json!({ "error": "name, url are missing" }));
+    };
+    if !release["assets"]["links"].is_array() {
+        release["assets"]["links"] = json!([]);
+    }
+    let links = release["assets"]["links"].as_array_mut().expect("an array");
+    if links
+        .iter()
+        .any(|l| l["name"] == name.as_str() || l["url"] == url.as_str())
+    {
+        return json_response(
+            400,
+            &json!({ "message": { "name": ["has already been taken"] } }),
+        );
+    }
+    let link = json!({
+        "id": 100 + links.len(),
+        "name": name,
+        "url": url,
+        "direct_asset_url": url,
+        "link_type": fields.get("link_type").map_or("other", String::as_str),
+    });
+    links.push(link.clone());
+    json_response(201, &link)
 }
 
 /// `git ARGS` in `repository`, its stdout if it succeeded.
