@@ -144,12 +144,12 @@ proptest! {
     }
 }
 
-/// Found by the `race_log` fuzz target in its first seconds: text in a
-/// report that starts like rp-devops's marker (here in a frame, as a crafted
-/// log can print it) comes before the real marker in the issue body, and
-/// marker lookup takes the first: the issue's own marker is missed (a
-/// duplicate issue next run) or forged (another race's issue). Issue 10
-/// part 1 #3.
+/// Found by the `race_log` fuzz target in its first seconds (before issue
+/// 10 part 1 #3 was fixed): text in a report that starts like rp-devops's
+/// marker (here in a frame, as a crafted log can print it) came before the
+/// real marker in the issue body, and marker lookup took the first: the
+/// issue's own marker was missed (a duplicate issue next run) or forged
+/// (another race's issue).
 #[test]
 fn log_text_never_stands_in_for_the_issue_marker() {
     use rp_devops::races::input::{Scan, Source};
