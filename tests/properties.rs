@@ -300,10 +300,10 @@ proptest! {
     fn payloads_never_panic_and_only_handled_actions_run(value in json_value(), bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = interpret_payload(&bytes);
         let body = serde_json::to_vec(&value).expect("JSON");
-        if let Ok(Some((_, _, action, check_versions, transition))) = interpret_payload(&body) {
-            prop_assert!(["open", "reopen", "update", "merge"].contains(&action.as_str()));
-            prop_assert!(check_versions || transition);
-            prop_assert_eq!(check_versions, action != "merge");
+        if let Ok(Some(event)) = interpret_payload(&body) {
+            prop_assert!(["open", "reopen", "update", "merge"].contains(&event.action.as_str()));
+            prop_assert!(event.check_versions || event.transition);
+            prop_assert_eq!(event.check_versions, event.action != "merge");
         }
     }
 

@@ -12,7 +12,6 @@
 mod support;
 
 #[path = "support/git.rs"]
-#[allow(dead_code)]
 mod git_support;
 
 use std::io::Read;
@@ -499,30 +498,23 @@ fn escalate_keeps_every_secret() {
         h.check_output(&format!("escalate (GitLab {mode:?})"), &out);
     }
     gitlab.clear_faults();
-    let fd_modes: Vec<(&str, Box<dyn Fn(&mut Command)>)> = vec![
-        (
-            "Freshdesk 401",
-            Box::new(|c: &mut Command| {
-                c.env("RP_FRESHDESK_API_KEY", WRONG_FRESHDESK_KEY);
-            }),
-        ),
-        ("Freshdesk 5xx", Box::new(|_: &mut Command| {})),
-        ("Freshdesk slow", Box::new(|_: &mut Command| {})),
-        ("Freshdesk unreachable", Box::new(|_: &mut Command| {})),
-        (
-            "a fresh ticket in dry-run",
-            Box::new(|c: &mut Command| {
-                c.arg("--dry-run");
-            }),
-        ),
-    ];
     fd.add_ticket(21, "Another", "<p>New.</p>");
-    for (what, adjust) in &fd_modes {
+    for what in [
+        "Freshdesk 401",
+        "Freshdesk 5xx",
+        "Freshdesk slow",
+        "Freshdesk unreachable",
+        "a fresh ticket in dry-run",
+    ] {
         fd.clear_faults();
         std::fs::write(dir.path().join("rp-devops.yml"), config(&fd.url)).expect("config");
         let mut cmd = rp(dir.path());
         gitlab_mode(&mut cmd, &gitlab, Mode::Ok);
-        match *what {
+        let mut ticket = "20";
+        match what {
+            "Freshdesk 401" => {
+                cmd.env("RP_FRESHDESK_API_KEY", WRONG_FRESHDESK_KEY);
+            }
             "Freshdesk 5xx" => fd.random_faults(1.0, 1, vec![Fault::Status(503, None)]),
             "Freshdesk slow" => {
                 cmd.env("RP_HTTP_TIMEOUT", "150ms");
@@ -532,10 +524,11 @@ fn escalate_keeps_every_secret() {
                 let url = format!("http://127.0.0.1:{}", closed_port());
                 std::fs::write(dir.path().join("rp-devops.yml"), config(&url)).expect("config");
             }
-            _ => {}
+            _ => {
+                cmd.arg("--dry-run");
+                ticket = "21";
+            }
         }
-        adjust(&mut cmd);
-        let ticket = if what.contains("dry-run") { "21" } else { "20" };
         let out = run(cmd.args(["-vv", "escalate", ticket, "--sync"]));
         h.check_output(&format!("escalate ({what})"), &out);
     }
