@@ -12,8 +12,10 @@
 mod support;
 
 #[path = "support/git.rs"]
-#[allow(dead_code)]
 mod git_support;
+
+/// Sets up one failure mode on a command.
+type EnvSetter = Box<dyn Fn(&mut Command)>;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -489,7 +491,7 @@ fn escalate_keeps_every_secret() {
         h.check_output(&format!("escalate (GitLab {mode:?})"), &out);
     }
     gitlab.clear_faults();
-    let fd_modes: Vec<(&str, Box<dyn Fn(&mut Command)>)> = vec![
+    let fd_modes: Vec<(&str, EnvSetter)> = vec![
         (
             "Freshdesk 401",
             Box::new(|c: &mut Command| {

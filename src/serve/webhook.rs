@@ -511,13 +511,14 @@ struct Attributes {
     action: Option<String>,
 }
 
+/// (project id, MR iid, action, run check-versions, run the transition).
+pub type InterpretedEvent = (u64, u64, String, bool, bool);
+
 /// What the route makes of a delivery's body, for fuzz targets and property
 /// tests: the payload parsed and interpreted as [`receive`] does, giving
 /// (project id, MR iid, action, run check-versions, run the transition), or
 /// `None` for an event the hook ignores.
-pub fn interpret_payload(
-    body: &[u8],
-) -> Result<Option<(u64, u64, String, bool, bool)>, serde_json::Error> {
+pub fn interpret_payload(body: &[u8]) -> Result<Option<InterpretedEvent>, serde_json::Error> {
     let payload: Payload = serde_json::from_slice(body)?;
     Ok(interpret(&payload).map(|(project, iid, action, jobs)| {
         (project, iid, action, jobs.check_versions, jobs.transition)
