@@ -19,7 +19,9 @@
 # /dev/shm to take the disk out of the picture), removed afterwards.
 # CPU times come from GNU time (client, md5sum) and /proc/PID/stat before
 # and after each upload (server); they are less affected than wall times by
-# other work on the machine, whose load average is printed.
+# other work on the machine, whose load average is printed. On a busy
+# machine, `chrt -f 10 scripts/bench-release.sh` (root) gives the benchmark,
+# md5sum included, the CPUs as a quiet machine would.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

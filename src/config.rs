@@ -275,6 +275,19 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
         .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
 }
 
+/// An environment variable name as the environment of services and CI jobs
+/// has them: capital letters, digits and `_`, not starting with a digit.
+/// (Tokens and keys are mixed case or hold `-`, `.`, `+`, `/`, `=`: a
+/// secret pasted where its variable's name belongs is refused, unrepeated.)
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+        && bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && name.len() <= 128
+}
+
 impl Config {
     /// Parse a config file's text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
@@ -298,9 +311,21 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks serde cannot make: the pattern compiles and has its group, the
-    /// workflow targets are on the board, label names can be sent.
+    /// Checks serde cannot make: every `*_env` key names an environment
+    /// variable, the pattern compiles and has its group, the workflow targets
+    /// are on the board, label names can be sent.
     fn validate(&self) -> std::result::Result<(), String> {
+        for (key, name) in self.env_names() {
+            if !is_env_name(name) {
+                // Never repeat the value: a `*_env` key that does not hold a
+                // variable name most likely holds the secret itself.
+                return Err(format!(
+                    "{key} must be the name of an environment variable (capital letters, digits \
+                     and _, like RP_GITLAB_TOKEN); what it holds is not one, and is not shown in \
+                     case it is the secret itself: secrets go in the environment, never in this file"
+                ));
+            }
+        }
         if let Some(pattern) = &self.versions.pattern {
             VersionSource::pattern(pattern)?;
         }
@@ -339,6 +364,30 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Every `*_env` key that is set: (key, the variable it names).
+    fn env_names(&self) -> Vec<(&'static str, &str)> {
+        let mut names = Vec::new();
+        if let Some(name) = &self.gitlab.token_env {
+            names.push(("gitlab.token_env", name.as_str()));
+        }
+        if let Some(webhook) = &self.webhook {
+            names.push(("webhook.secret_env", webhook.secret_env.as_str()));
+            if let Some(name) = &webhook.signing_key_env {
+                names.push(("webhook.signing_key_env", name.as_str()));
+            }
+        }
+        if let Some(release) = &self.release {
+            names.push(("release.secret_env", release.secret_env.as_str()));
+        }
+        if let Some(freshdesk) = &self.freshdesk {
+            names.push(("freshdesk.api_key_env", freshdesk.api_key_env.as_str()));
+        }
+        if let Some(endpoint) = &self.escalation_endpoint {
+            names.push(("escalation_endpoint.token_env", endpoint.token_env.as_str()));
+        }
+        names
     }
 
     /// Read and parse a config file.
@@ -396,6 +445,45 @@ mod tests {
             Some(Path::new("/opt/b.sh"))
         );
         assert_eq!(products["c"].script, None);
+    }
+
+    #[test]
+    fn a_secret_pasted_into_an_env_key_is_refused_and_never_repeated() {
+        for (key, text) in [
+            (
+                "gitlab.token_env",
+                "gitlab:\n  token_env: glpat-AbCd1234secret\n",
+            ),
+            (
+                "freshdesk.api_key_env",
+                "freshdesk:\n  url: http://x\n  api_key_env: sFbbSE4p3bLWKg3TMmm\n",
+            ),
+            (
+                "release.secret_env",
+                "release:\n  dir: d\n  secret_env: s3cr3t.value\n",
+            ),
+            (
+                "webhook.signing_key_env",
+                "webhook:\n  signing_key_env: whsec_MfKQ9r8+w==\n",
+            ),
+            (
+                "escalation_endpoint.token_env",
+                "escalation_endpoint:\n  token_env: esc-token-1\n",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("rp-devops.yml")).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(msg.contains(key), "{msg}");
+            for secret in ["AbCd1234", "sFbbSE4p3", "s3cr3t", "MfKQ9r8", "esc-token"] {
+                assert!(!msg.contains(secret), "{msg}");
+            }
+            assert_eq!(
+                crate::error::exit_status(&err),
+                crate::error::ExitStatus::Usage
+            );
+        }
+        let ok = "gitlab:\n  token_env: MY_TOKEN_2\nwebhook:\n  secret_env: _HOOK\n";
+        assert!(Config::parse(ok, Path::new("rp-devops.yml")).is_ok());
     }
 
     #[test]

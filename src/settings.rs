@@ -645,11 +645,21 @@ fn retry_policy(env: &Env) -> Result<RetryPolicy> {
 fn normalize_url(url: &str) -> Result<String> {
     let trimmed = url.trim().trim_end_matches('/');
     let trimmed = trimmed.strip_suffix("/api/v4").unwrap_or(trimmed);
+    let shown = crate::git::redact_url(trimmed);
     if !(trimmed.starts_with("http://") || trimmed.starts_with("https://"))
         || trimmed.len() <= "https://".len()
     {
         return Err(UsageError::new(format!(
-            "GitLab URL {url:?} is not an http:// or https:// URL"
+            "GitLab URL {shown:?} is not an http:// or https:// URL"
+        ))
+        .into());
+    }
+    if shown != trimmed {
+        // It would be repeated in every error and hint, and the token goes
+        // in a header anyway.
+        return Err(UsageError::new(format!(
+            "the GitLab URL carries credentials (user:password@): give it as {shown:?} and the \
+             token in RP_GITLAB_TOKEN or --gitlab-token-file"
         ))
         .into());
     }
@@ -747,6 +757,28 @@ mod tests {
     }
 
     const CONFIG: &str = "gitlab:\n  url: https://config.example.com\n  project: cfg/project\n  token_env: MY_TOKEN\n";
+
+    #[test]
+    fn a_gitlab_url_with_credentials_is_refused_without_repeating_them() {
+        let err = resolve(
+            &[],
+            &[(
+                "RP_GITLAB_URL",
+                "https://oauth2:glpat-s3cr3t@gitlab.example.com/",
+            )],
+            None,
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("\"https://gitlab.example.com\""), "{msg}");
+        assert!(!msg.contains("s3cr3t"), "{msg}");
+        assert_eq!(
+            crate::error::exit_status(&err),
+            crate::error::ExitStatus::Usage
+        );
+        let err = resolve(&[], &[("RP_GITLAB_URL", "ftp://u:s3cr3t@x")], None).unwrap_err();
+        assert!(!format!("{err:#}").contains("s3cr3t"));
+    }
 
     #[test]
     fn flag_beats_env_beats_ci_beats_config() {

@@ -277,7 +277,7 @@ fn release_job_publishes_the_artifact_on_the_receiver() {
 }
 
 #[test]
-fn scan_races_job_files_one_issue_per_race_and_nothing_twice() {
+fn scan_races_job_files_one_issue_per_race_and_notes_new_sightings_only() {
     let Some(gle) = gle::find() else { return };
     let gitlab = FakeGitLab::start();
     let dir = tempfile::tempdir().unwrap();
@@ -322,8 +322,10 @@ fn scan_races_job_files_one_issue_per_race_and_nothing_twice() {
         );
     }
 
-    // The next scheduled run on the same logs: each sighting was noted
-    // already, so no new issue and no note.
+    let notes =
+        |gitlab: &FakeGitLab| -> usize { gitlab.issues().iter().map(|i| i.notes.len()).sum() };
+
+    // The next scheduled run on the same logs: nothing new anywhere.
     project
         .run(&gle, &home, "scan-races", &vars)
         .assert_success();
@@ -337,7 +339,27 @@ fn scan_races_job_files_one_issue_per_race_and_nothing_twice() {
         "{again}"
     );
     assert_eq!(gitlab.issues().len(), issues.len());
-    assert!(gitlab.issues().iter().all(|i| i.notes.is_empty()));
+    assert_eq!(notes(&gitlab), 0);
+
+    // A new day's log with a known race: a note on its issue, no new issue.
+    std::fs::copy(
+        fixture("races/cache.log"),
+        checkout.join("logs/cache-day-2.log"),
+    )
+    .unwrap();
+    project
+        .run(&gle, &home, "scan-races", &vars)
+        .assert_success();
+    let third = read_json(&checkout.join("scan-races.json"));
+    let commented = third["races"]
+        .as_array()
+        .expect("races")
+        .iter()
+        .filter(|r| r["action"] == "commented")
+        .count();
+    assert!(commented >= 1, "{third}");
+    assert_eq!(gitlab.issues().len(), issues.len());
+    assert_eq!(notes(&gitlab), commented);
 }
 
 fn read_json(path: &Path) -> Value {
@@ -649,4 +671,44 @@ fn the_own_tag_job_tags_the_version_cargo_toml_names() {
     assert!(run.log.contains("v0.2.0 is tagged already"), "{}", run.log);
     assert_eq!(lib.server_tags(), ["v0.1.0", "v0.2.0"], "{}", run.log);
     assert_eq!(gitlab.releases(PROJECT_ID).len(), 1);
+}
+
+/// A project that forgot RP_GITLAB_TOKEN: the MR job has only the job
+/// token, fails, and its log says which token to set; nothing is written.
+#[test]
+fn merge_request_job_with_only_the_job_token_fails_saying_what_to_set() {
+    let Some(gle) = gle::find() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (home, checkout) = (dir.path().join("home"), dir.path().join("checkout"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&checkout).unwrap();
+    std::fs::write(checkout.join("rp-devops.yml"), WORKFLOW).unwrap();
+    let project = Project::new(&checkout, MR_PIPELINE);
+    let gitlab = FakeGitLab::start();
+    gitlab.put_file(PROJECT_ID, "fix/crash", "VERSION", "5.3.1\n");
+    gitlab.put_file(PROJECT_ID, "release/5.4", "VERSION", "5.4.0\n");
+    let iid = gitlab.add_mr(NewMr {
+        source_branch: "fix/crash".into(),
+        target_branch: "release/5.4".into(),
+        ..NewMr::default()
+    });
+    let mr_iid = iid.to_string();
+    let base = ci_vars(&gitlab);
+    let vars = with(
+        &base,
+        &[
+            ("CI_PIPELINE_SOURCE", "merge_request_event"),
+            ("CI_MERGE_REQUEST_IID", &mr_iid),
+        ],
+    );
+    let run = project.run(&gle, &home, "check-versions", &vars);
+    assert!(!run.success, "{}", run.log);
+    assert!(run.log.contains("CI_JOB_TOKEN"), "{}", run.log);
+    assert!(run.log.contains("`api` scope"), "{}", run.log);
+    assert!(
+        !run.log.contains(JOB_TOKEN),
+        "the token leaked: {}",
+        run.log
+    );
+    assert!(gitlab.mr(iid).discussions.is_empty());
 }

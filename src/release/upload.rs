@@ -33,8 +33,10 @@ use crate::settings::Secret;
 pub enum BadUrl {
     NotHttp(String),
     /// A query or fragment: the secret goes in a header, never in the URL,
-    /// and the route is ours to add.
+    /// and the route is ours to add. (The URL is kept without them.)
     QueryOrFragment(String),
+    /// `user:password@` in the URL. (The URL is kept without them.)
+    Credentials(String),
 }
 
 impl std::fmt::Display for BadUrl {
@@ -47,8 +49,20 @@ impl std::fmt::Display for BadUrl {
                 f,
                 "release URL {url:?} must not have a query or fragment (the secret goes in a header)"
             ),
+            BadUrl::Credentials(url) => write!(
+                f,
+                "release URL {url:?} must not carry credentials (user:password@): the secret \
+                 goes in RP_RELEASE_SECRET, sent in a header"
+            ),
         }
     }
+}
+
+/// The URL as it may be shown: without credentials, query or fragment
+/// (any of which may hold a secret).
+fn shown(url: &str) -> String {
+    let cut = url.find(['?', '#']).map_or(url, |i| &url[..i]);
+    crate::git::redact_url(cut)
 }
 
 /// `https://h/base` or `https://h/base/` (or the full endpoint) →
@@ -59,10 +73,13 @@ pub fn endpoint(base: &str) -> Result<String, BadUrl> {
     if !(base.starts_with("http://") || base.starts_with("https://"))
         || base.len() <= "https://".len()
     {
-        return Err(BadUrl::NotHttp(base.to_owned()));
+        return Err(BadUrl::NotHttp(shown(base)));
     }
     if base.contains('?') || base.contains('#') {
-        return Err(BadUrl::QueryOrFragment(base.to_owned()));
+        return Err(BadUrl::QueryOrFragment(shown(base)));
+    }
+    if crate::git::redact_url(base) != base {
+        return Err(BadUrl::Credentials(shown(base)));
     }
     Ok(format!("{base}{ROUTE}"))
 }
@@ -680,6 +697,14 @@ mod tests {
             "http://127.0.0.1:8080/api/v1/releases"
         );
         assert!(matches!(endpoint("u.example.com"), Err(BadUrl::NotHttp(_))));
+        // Secrets in the URL are refused, and not repeated.
+        let err = endpoint("https://ci:s3cr3t@u.example.com/").unwrap_err();
+        assert_eq!(err, BadUrl::Credentials("https://u.example.com".into()));
+        assert!(!err.to_string().contains("s3cr3t"));
+        let err = endpoint("https://u.example.com/?token=s3cr3t#x").unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let err = endpoint("ftp://u:s3cr3t@u.example.com/?token=s3cr3t").unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
         assert!(matches!(
             endpoint("https://u.example.com/?token=x"),
             Err(BadUrl::QueryOrFragment(_))

@@ -511,6 +511,20 @@ struct Attributes {
     action: Option<String>,
 }
 
+/// (project id, MR iid, action, run check-versions, run the transition).
+pub type InterpretedEvent = (u64, u64, String, bool, bool);
+
+/// What the route makes of a delivery's body, for fuzz targets and property
+/// tests: the payload parsed and interpreted as [`receive`] does, giving
+/// (project id, MR iid, action, run check-versions, run the transition), or
+/// `None` for an event the hook ignores.
+pub fn interpret_payload(body: &[u8]) -> Result<Option<InterpretedEvent>, serde_json::Error> {
+    let payload: Payload = serde_json::from_slice(body)?;
+    Ok(interpret(&payload).map(|(project, iid, action, jobs)| {
+        (project, iid, action, jobs.check_versions, jobs.transition)
+    }))
+}
+
 /// Which MR and what to do; `None` for events the hook ignores.
 fn interpret(payload: &Payload) -> Option<(u64, u64, String, Jobs)> {
     if payload.object_kind != "merge_request" {
@@ -569,7 +583,7 @@ fn is_draft_title(title: &str) -> bool {
 }
 
 /// `whsec_<base64>` → the key bytes.
-fn decode_signing_key(token: &str) -> Option<Vec<u8>> {
+pub fn decode_signing_key(token: &str) -> Option<Vec<u8>> {
     let encoded = token.trim().strip_prefix("whsec_")?;
     BASE64.decode(encoded).ok().filter(|k| !k.is_empty())
 }
@@ -583,7 +597,7 @@ fn now_unix() -> u64 {
 /// Standard Webhooks: `webhook-signature` holds space-separated `v1,<base64
 /// HMAC-SHA256 of "id.timestamp.body">`; any one matching is enough, and
 /// the timestamp must be within [`SIGNATURE_TOLERANCE`] of `now`.
-fn verify_signature(
+pub fn verify_signature(
     key: &[u8],
     headers: &HeaderMap,
     body: &[u8],

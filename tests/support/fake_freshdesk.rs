@@ -96,6 +96,11 @@ pub struct State {
     requests: Vec<RecordedRequest>,
     faults: VecDeque<Fault>,
     route_faults: Vec<RouteFault>,
+    /// Random faults: probability, and the faults to pick from.
+    random_faults: Option<(f64, Vec<Fault>)>,
+    rng: fastrand::Rng,
+    /// Faults delivered so far, per kind (see [`Fault::kind`]).
+    injected: std::collections::BTreeMap<&'static str, usize>,
     /// Token → (attachment id, expired).
     tokens: HashMap<String, (u64, bool)>,
     /// The next this many attachment URLs handed out are already expired.
@@ -146,6 +151,9 @@ impl FakeFreshdesk {
             requests: Vec::new(),
             faults: VecDeque::new(),
             route_faults: Vec::new(),
+            random_faults: None,
+            rng: fastrand::Rng::with_seed(7),
+            injected: Default::default(),
             tokens: HashMap::new(),
             expire_next_urls: 0,
             downloads: Vec::new(),
@@ -293,6 +301,26 @@ impl FakeFreshdesk {
         self.lock().faults.extend(faults);
     }
 
+    /// Make a share of all following requests (the API's and the
+    /// attachment host's) fail with one of `faults`.
+    pub fn random_faults(&self, rate: f64, seed: u64, faults: Vec<Fault>) {
+        let mut state = self.lock();
+        state.rng = fastrand::Rng::with_seed(seed);
+        state.random_faults = Some((rate, faults));
+    }
+
+    pub fn clear_faults(&self) {
+        let mut state = self.lock();
+        state.faults.clear();
+        state.route_faults.clear();
+        state.random_faults = None;
+    }
+
+    /// Faults delivered so far, per kind (see [`Fault::kind`]).
+    pub fn faults_injected(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.lock().injected.clone()
+    }
+
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
     }
@@ -403,7 +431,19 @@ async fn handle(
             .iter()
             .position(|f| f.method == request.method && request.path.ends_with(&f.suffix))
             .map(|i| s.route_faults.remove(i).fault);
-        aimed.or_else(|| s.faults.pop_front())
+        let fault = aimed.or_else(|| s.faults.pop_front()).or_else(|| {
+            let (rate, faults) = s.random_faults.clone()?;
+            if s.rng.f64() < rate && !faults.is_empty() {
+                let pick = s.rng.usize(..faults.len());
+                Some(faults[pick].clone())
+            } else {
+                None
+            }
+        });
+        if let Some(fault) = &fault {
+            *s.injected.entry(fault.kind()).or_default() += 1;
+        }
+        fault
     };
     let route = |s: &mut State| {
         if cdn {

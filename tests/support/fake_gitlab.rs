@@ -53,6 +53,20 @@ pub enum Fault {
     Slow(Duration),
 }
 
+impl Fault {
+    /// A short name per kind of fault, for counting them.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Status(429, _) => "429",
+            Fault::Status(500..=599, _) => "5xx",
+            Fault::Status(..) => "other status",
+            Fault::Drop => "reset",
+            Fault::LostAnswer => "lost answer",
+            Fault::Slow(_) => "slow",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
     pub method: String,
@@ -109,6 +123,8 @@ pub struct State {
     /// Random faults: probability, and the faults to pick from.
     random_faults: Option<(f64, Vec<Fault>)>,
     rng: fastrand::Rng,
+    /// Faults delivered so far, per kind (see [`Fault::kind`]).
+    injected: std::collections::BTreeMap<&'static str, usize>,
     per_page_max: usize,
     /// Send only `Link` headers (no `x-next-page`), pointing at this host.
     link_only_host: Option<String>,
@@ -152,6 +168,7 @@ impl FakeGitLab {
             route_faults: Vec::new(),
             random_faults: None,
             rng: fastrand::Rng::with_seed(7),
+            injected: Default::default(),
             per_page_max: 100,
             link_only_host: None,
             base_url: url.clone(),
@@ -209,6 +226,11 @@ impl FakeGitLab {
         let mut state = self.lock();
         state.rng = fastrand::Rng::with_seed(seed);
         state.random_faults = Some((rate, faults));
+    }
+
+    /// Faults delivered so far, per kind (see [`Fault::kind`]).
+    pub fn faults_injected(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.lock().injected.clone()
     }
 
     pub fn clear_faults(&self) {
@@ -393,7 +415,7 @@ async fn handle(
             .position(|f| f.method == request.method && request.path.ends_with(&f.suffix))
             .map(|i| s.route_faults.remove(i).fault);
         let queued = aimed.or_else(|| s.faults.pop_front());
-        queued.or_else(|| {
+        let fault = queued.or_else(|| {
             let (rate, faults) = s.random_faults.clone()?;
             if s.rng.f64() < rate && !faults.is_empty() {
                 let pick = s.rng.usize(..faults.len());
@@ -401,7 +423,11 @@ async fn handle(
             } else {
                 None
             }
-        })
+        });
+        if let Some(fault) = &fault {
+            *s.injected.entry(fault.kind()).or_default() += 1;
+        }
+        fault
     };
     match fault {
         Some(Fault::Status(status, retry_after)) => {
