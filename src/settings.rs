@@ -190,6 +190,14 @@ pub struct GlobalOptions {
     pub quiet: u8,
 }
 
+/// A resolved setting as shown: never a secret's value.
+#[derive(Debug, serde::Serialize)]
+pub struct ShownSetting {
+    pub name: &'static str,
+    pub value: String,
+    pub source: String,
+}
+
 /// Everything a command may read about how it was asked to run.
 #[derive(Debug)]
 pub struct Settings {
@@ -733,6 +741,135 @@ fn readable_by_others(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
     (mode & 0o044 != 0).then_some(mode)
+}
+
+impl Settings {
+    /// Every setting as resolved and where it came from, for `doctor`:
+    /// secrets only as set or not set, never their values.
+    pub fn shown(&self) -> Vec<ShownSetting> {
+        let settings = self;
+        let origins = &settings.origins;
+        let set = |present: bool| if present { "set" } else { "not set" }.to_owned();
+        let mut shown = vec![
+            ShownSetting {
+                name: "config file",
+                value: settings
+                    .config_path
+                    .as_ref()
+                    .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
+                source: origins.config.clone(),
+            },
+            ShownSetting {
+                name: "GitLab URL",
+                value: settings
+                    .gitlab
+                    .url
+                    .clone()
+                    .unwrap_or_else(|| "not set".to_owned()),
+                source: origins.gitlab_url.clone(),
+            },
+            ShownSetting {
+                name: "GitLab token",
+                value: match &settings.gitlab.token {
+                    Some(t) if t.kind == TokenKind::Job => "set, sent as JOB-TOKEN".to_owned(),
+                    Some(_) => "set, sent as PRIVATE-TOKEN".to_owned(),
+                    None => "not set".to_owned(),
+                },
+                source: settings
+                    .gitlab
+                    .token
+                    .as_ref()
+                    .map_or_else(|| "unset".to_owned(), |t| t.source.clone()),
+            },
+            ShownSetting {
+                name: "project",
+                value: settings
+                    .gitlab
+                    .project
+                    .clone()
+                    .unwrap_or_else(|| "not set".to_owned()),
+                source: origins.project.clone(),
+            },
+            ShownSetting {
+                name: "dry run",
+                value: settings.dry_run.to_string(),
+                source: origins.dry_run.clone(),
+            },
+            ShownSetting {
+                name: "output",
+                value: if settings.output == crate::output::OutputFormat::Json {
+                    "json"
+                } else {
+                    "human"
+                }
+                .to_owned(),
+                source: origins.output.clone(),
+            },
+            ShownSetting {
+                name: "HTTP retries",
+                value: format!(
+                    "budget {}, first delay {}, request timeout {}",
+                    humantime::format_duration(settings.retry.budget),
+                    humantime::format_duration(settings.retry.base),
+                    humantime::format_duration(settings.retry.timeout)
+                ),
+                source: "RP_HTTP_RETRY_BUDGET, RP_HTTP_RETRY_BASE, RP_HTTP_TIMEOUT or defaults"
+                    .to_owned(),
+            },
+            ShownSetting {
+                name: "git push token",
+                value: set(settings.env.get("RP_GIT_TOKEN").is_some()),
+                source: "RP_GIT_TOKEN (else the GitLab token)".to_owned(),
+            },
+            ShownSetting {
+                name: "release receiver",
+                value: settings
+                    .env
+                    .get("RP_RELEASE_URL")
+                    .map_or_else(|| "not set".to_owned(), str::to_owned),
+                source: "RP_RELEASE_URL".to_owned(),
+            },
+            ShownSetting {
+                name: "release secret",
+                value: set(settings.env.get("RP_RELEASE_SECRET").is_some()),
+                source: "RP_RELEASE_SECRET".to_owned(),
+            },
+        ];
+        // The secrets of the serve routes whose sections are present.
+        let config = &settings.config;
+        let serve_secrets = [
+            config
+                .release
+                .as_ref()
+                .map(|r| ("receiver secret", &r.secret_env, "release.secret_env")),
+            config
+                .webhook
+                .as_ref()
+                .map(|w| ("webhook secret", &w.secret_env, "webhook.secret_env")),
+            config.escalation_endpoint.as_ref().map(|e| {
+                (
+                    "escalation token",
+                    &e.token_env,
+                    "escalation_endpoint.token_env",
+                )
+            }),
+        ];
+        for (name, variable, key) in serve_secrets.into_iter().flatten() {
+            shown.push(ShownSetting {
+                name,
+                value: set(settings.env.get(variable).is_some()),
+                source: format!("{variable} ({key})"),
+            });
+        }
+        if let Some(freshdesk) = &settings.config.freshdesk {
+            shown.push(ShownSetting {
+                name: "Freshdesk API key",
+                value: set(settings.env.get(&freshdesk.api_key_env).is_some()),
+                source: format!("{} (freshdesk.api_key_env)", freshdesk.api_key_env),
+            });
+        }
+        shown
+    }
 }
 
 #[cfg(test)]

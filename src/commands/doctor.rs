@@ -15,7 +15,7 @@ use crate::ops::doctor::{
     Check, CheckStatus, DoctorRequest, FreshdeskTarget, GitLabTarget, LabelsWanted, Use, doctor,
 };
 use crate::output::{Printer, paint};
-use crate::settings::{Settings, TokenKind};
+use crate::settings::{Settings, ShownSetting};
 use crate::versions::VersionSource;
 
 /// Check a setup: settings and where they came from, GitLab, the token and
@@ -35,14 +35,6 @@ use crate::versions::VersionSource;
     rp-devops --config /etc/rp-devops/rp-devops.yml doctor --json")]
 pub struct DoctorArgs {}
 
-/// A resolved setting as shown: never a secret's value.
-#[derive(Debug, Serialize)]
-struct ShownSetting {
-    name: &'static str,
-    value: String,
-    source: String,
-}
-
 #[derive(Debug, Serialize)]
 struct DoctorResult<'a> {
     ok: bool,
@@ -56,7 +48,7 @@ const QUICK_RETRY_BUDGET: Duration = Duration::from_secs(10);
 
 pub fn run(_args: &DoctorArgs, settings: &Settings) -> Result<ExitStatus> {
     let printer = Printer::new(settings);
-    let shown = shown_settings(settings);
+    let shown = settings.shown();
 
     let client = match settings.gitlab.url {
         Some(_) => Some(
@@ -251,128 +243,4 @@ fn version_file(settings: &Settings) -> Option<(String, VersionSource)> {
             .unwrap_or_else(|| "VERSION".to_owned()),
         source,
     ))
-}
-
-fn shown_settings(settings: &Settings) -> Vec<ShownSetting> {
-    let origins = &settings.origins;
-    let set = |present: bool| if present { "set" } else { "not set" }.to_owned();
-    let mut shown = vec![
-        ShownSetting {
-            name: "config file",
-            value: settings
-                .config_path
-                .as_ref()
-                .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
-            source: origins.config.clone(),
-        },
-        ShownSetting {
-            name: "GitLab URL",
-            value: settings
-                .gitlab
-                .url
-                .clone()
-                .unwrap_or_else(|| "not set".to_owned()),
-            source: origins.gitlab_url.clone(),
-        },
-        ShownSetting {
-            name: "GitLab token",
-            value: match &settings.gitlab.token {
-                Some(t) if t.kind == TokenKind::Job => "set, sent as JOB-TOKEN".to_owned(),
-                Some(_) => "set, sent as PRIVATE-TOKEN".to_owned(),
-                None => "not set".to_owned(),
-            },
-            source: settings
-                .gitlab
-                .token
-                .as_ref()
-                .map_or_else(|| "unset".to_owned(), |t| t.source.clone()),
-        },
-        ShownSetting {
-            name: "project",
-            value: settings
-                .gitlab
-                .project
-                .clone()
-                .unwrap_or_else(|| "not set".to_owned()),
-            source: origins.project.clone(),
-        },
-        ShownSetting {
-            name: "dry run",
-            value: settings.dry_run.to_string(),
-            source: origins.dry_run.clone(),
-        },
-        ShownSetting {
-            name: "output",
-            value: if settings.output == crate::output::OutputFormat::Json {
-                "json"
-            } else {
-                "human"
-            }
-            .to_owned(),
-            source: origins.output.clone(),
-        },
-        ShownSetting {
-            name: "HTTP retries",
-            value: format!(
-                "budget {}, first delay {}, request timeout {}",
-                humantime::format_duration(settings.retry.budget),
-                humantime::format_duration(settings.retry.base),
-                humantime::format_duration(settings.retry.timeout)
-            ),
-            source: "RP_HTTP_RETRY_BUDGET, RP_HTTP_RETRY_BASE, RP_HTTP_TIMEOUT or defaults"
-                .to_owned(),
-        },
-        ShownSetting {
-            name: "git push token",
-            value: set(settings.env.get("RP_GIT_TOKEN").is_some()),
-            source: "RP_GIT_TOKEN (else the GitLab token)".to_owned(),
-        },
-        ShownSetting {
-            name: "release receiver",
-            value: settings
-                .env
-                .get("RP_RELEASE_URL")
-                .map_or_else(|| "not set".to_owned(), str::to_owned),
-            source: "RP_RELEASE_URL".to_owned(),
-        },
-        ShownSetting {
-            name: "release secret",
-            value: set(settings.env.get("RP_RELEASE_SECRET").is_some()),
-            source: "RP_RELEASE_SECRET".to_owned(),
-        },
-    ];
-    // The secrets of the serve routes whose sections are present.
-    let config = &settings.config;
-    let serve_secrets = [
-        config
-            .release
-            .as_ref()
-            .map(|r| ("receiver secret", &r.secret_env, "release.secret_env")),
-        config
-            .webhook
-            .as_ref()
-            .map(|w| ("webhook secret", &w.secret_env, "webhook.secret_env")),
-        config.escalation_endpoint.as_ref().map(|e| {
-            (
-                "escalation token",
-                &e.token_env,
-                "escalation_endpoint.token_env",
-            )
-        }),
-    ];
-    for (name, variable, key) in serve_secrets.into_iter().flatten() {
-        shown.push(ShownSetting {
-            name,
-            value: set(settings.env.get(variable).is_some()),
-            source: format!("{variable} ({key})"),
-        });
-    }
-    if let Some(freshdesk) = &settings.config.freshdesk {
-        shown.push(ShownSetting {
-            name: "Freshdesk API key",
-            value: set(settings.env.get(&freshdesk.api_key_env).is_some()),
-            source: format!("{} (freshdesk.api_key_env)", freshdesk.api_key_env),
-        });
-    }
-    shown
 }

@@ -5,12 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use serde::Serialize;
 
 use crate::error::{ExitStatus, UsageError};
 use crate::gitlab::{GitLab, PROJECT_PLACEHOLDER};
 use crate::ops::races::{
-    Action, BlameRequest, DEFAULT_MAX_NEW_ISSUES, FileRacesRequest, FiledRace, Notice, file_races,
+    Action, BlameRequest, DEFAULT_MAX_NEW_ISSUES, FileRacesRequest, Notice, file_races,
 };
 use crate::output::{Printer, Progress, SummaryLine, summary_of};
 use crate::races::Scan;
@@ -18,6 +17,10 @@ use crate::races::input::KEPT_TEXT_BUDGET;
 use crate::races::input::expand_inputs;
 use crate::races::issue::{DEFAULT_LABEL, RaceLabels};
 use crate::settings::Settings;
+
+mod render;
+
+use render::{RaceResult, ScanResult, render_human};
 
 /// Turn Go race-detector and ThreadSanitizer reports in logs into GitLab
 /// issues: one issue per distinct race, a note on it when it shows up again.
@@ -60,25 +63,6 @@ pub struct ScanRacesArgs {
 
 /// Show a progress bar or lines only for inputs at least this large.
 const PROGRESS_THRESHOLD: u64 = 64 * 1024 * 1024;
-
-/// The result on stdout (SPEC §4's JSON).
-#[derive(Debug, Serialize)]
-struct ScanResult {
-    files: u64,
-    bytes: u64,
-    reports: u64,
-    truncated: u64,
-    races: Vec<RaceResult>,
-}
-
-/// One race in the JSON: what the operation did, and why a race was not filed.
-#[derive(Debug, Serialize)]
-struct RaceResult {
-    #[serde(flatten)]
-    race: FiledRace,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
 
 pub fn run(args: &ScanRacesArgs, settings: &Settings) -> Result<ExitStatus> {
     let printer = Printer::new(settings);
@@ -269,44 +253,4 @@ fn read_inputs(paths: &[PathBuf], host: &str, printer: &Printer) -> Result<(Scan
     }
     progress.finish();
     Ok((scan, unreadable))
-}
-
-fn render_human(out: &mut dyn std::io::Write, result: &ScanResult) -> std::io::Result<()> {
-    let plural = |n: u64| if n == 1 { "" } else { "s" };
-    if result.reports == 0 {
-        return writeln!(
-            out,
-            "no race reports in {} file{} ({})",
-            result.files,
-            plural(result.files),
-            bytesize::ByteSize(result.bytes)
-        );
-    }
-    for RaceResult { race, reason } in &result.races {
-        let issue = race
-            .issue
-            .as_ref()
-            .map(|i| format!("#{} {}", i.iid, i.web_url))
-            .or_else(|| reason.as_ref().map(|r| format!("({r})")))
-            .unwrap_or_default();
-        writeln!(
-            out,
-            "{:<13} {} ({}×) {issue}",
-            race.action.as_str(),
-            race.title,
-            race.count
-        )?;
-    }
-    writeln!(
-        out,
-        "{} race report{} ({} truncated) in {} file{} ({}): {} distinct race{}",
-        result.reports,
-        plural(result.reports),
-        result.truncated,
-        result.files,
-        plural(result.files),
-        bytesize::ByteSize(result.bytes),
-        result.races.len(),
-        plural(result.races.len() as u64),
-    )
 }
