@@ -8,10 +8,8 @@
 //! contract: re-running is always safe). Once the faults stop, the end state
 //! (issues, notes, discussions, labels, releases, ticket notes, tags and
 //! fields) must equal the reference's: nothing duplicated, nothing missing.
-//! Two known differences are counted apart instead of compared: the
-//! "Last changed" section of a new race issue (best effort by design), and
-//! the "Regression" line of a reopening note that a run failing between the
-//! reopen and the note leaves out.
+//! One known difference is counted apart instead of compared: the
+//! "Last changed" section of a new race issue (best effort by design).
 //!
 //! `RP_CHAOS_RUNS` (default 3) seeds per scenario, starting at
 //! `RP_CHAOS_SEED` (default 1); `scripts/chaos-nightly.sh` runs 50. Each
@@ -219,11 +217,6 @@ fn tail(text: &str) -> String {
 /// failed blame read is a warning and the issue is filed without it).
 static LAST_CHANGED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"#### Last changed\n\n(?:- [^\n]*\n)+\n").expect("regex"));
-/// The first line of scan-races's note on reopening an issue. A run that
-/// fails between reopening and noting leaves the next run a note without
-/// it (the issue is open by then): reopened and noted, but not said so.
-const REGRESSION: &str =
-    "**Regression:** this race was fixed (the issue was closed) and shows up again; reopening.\n\n";
 
 /// Differences that are not lost or duplicated work, counted apart:
 /// (what, how many in this end state).
@@ -233,10 +226,6 @@ fn known_deviations(items: &[String]) -> BTreeMap<&'static str, usize> {
         "blame sections",
         items.iter().filter(|i| LAST_CHANGED.is_match(i)).count(),
     );
-    counts.insert(
-        "regression notes",
-        items.iter().filter(|i| i.contains(REGRESSION)).count(),
-    );
     counts
 }
 
@@ -244,7 +233,7 @@ fn known_deviations(items: &[String]) -> BTreeMap<&'static str, usize> {
 fn comparable(items: &[String]) -> Vec<String> {
     let mut out: Vec<String> = items
         .iter()
-        .map(|i| LAST_CHANGED.replace_all(i, "").replace(REGRESSION, ""))
+        .map(|i| LAST_CHANGED.replace_all(i, "").into_owned())
         .collect();
     out.sort();
     out
