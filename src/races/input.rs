@@ -632,7 +632,11 @@ Previous write at 0x00c000012345 by goroutine 9:
         );
         let found = reports(&log);
         assert_eq!(found.len(), 1);
-        assert!(found[0].text.len() > KEPT_REPORT_CAP, "{}", found[0].text.len());
+        assert!(
+            found[0].text.len() > KEPT_REPORT_CAP,
+            "{}",
+            found[0].text.len()
+        );
         let mut scan = Scan::default();
         for report in found {
             scan.add(report, &Source::new("h", "deep.log"));
