@@ -192,13 +192,14 @@ fn every_answer_is_the_receivers_own(kind: ProxyKind, buffering: bool) {
             // Caddy streaming a body the receiver refused from its head:
             // Caddy (Go's HTTP server) forwards the answer, then closes a
             // client connection whose body it did not read to its end, and
-            // curl, still sending, may be reset before it reads the answer.
+            // curl, still sending, may be reset before it reads the answer
+            // (or after its status line, before its body).
             // Caddy's doing, not the receiver's (which reads on, see
             // serve.linger); never a proxy's own answer in place of ours.
             if kind == ProxyKind::Caddy
                 && !buffering
                 && status != 201
-                && got == 0
+                && (got == 0 || got == status)
                 && body.contains("Connection reset by peer")
             {
                 eprintln!("{}", context(&format!("{what}: reset by Caddy"), &body));
