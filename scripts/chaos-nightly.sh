@@ -29,10 +29,16 @@ if [ -f "$report" ]; then
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 total = {k: sum(r[k] for r in rows) for k in ("seeds", "invocations", "requests", "faults_injected", "reruns", "duplicates", "missing")}
-print(f"{'scenario':28} {'runs':>5} {'requests':>9} {'faults':>7} {'re-runs':>8} {'dup':>4} {'missing':>7}")
+print(f"{'scenario':28} {'runs':>5} {'requests':>9} {'faults':>7} {'re-runs':>8} {'dup':>4} {'missing':>7}  known, not compared")
+known_total = {}
 for r in rows:
-    print(f"{r['scenario']:28} {r['seeds']:>5} {r['requests']:>9} {r['faults_injected']:>7} {r['reruns']:>8} {r['duplicates']:>4} {r['missing']:>7}")
-print(f"{'total':28} {total['seeds']:>5} {total['requests']:>9} {total['faults_injected']:>7} {total['reruns']:>8} {total['duplicates']:>4} {total['missing']:>7}")
+    known = {k: n for k, n in r.get("known_deviations", {}).items() if n}
+    for k, n in known.items():
+        known_total[k] = known_total.get(k, 0) + n
+    shown = ", ".join(f"{n} {k}" for k, n in sorted(known.items())) or "-"
+    print(f"{r['scenario']:28} {r['seeds']:>5} {r['requests']:>9} {r['faults_injected']:>7} {r['reruns']:>8} {r['duplicates']:>4} {r['missing']:>7}  {shown}")
+shown = ", ".join(f"{n} {k}" for k, n in sorted(known_total.items())) or "-"
+print(f"{'total':28} {total['seeds']:>5} {total['requests']:>9} {total['faults_injected']:>7} {total['reruns']:>8} {total['duplicates']:>4} {total['missing']:>7}  {shown}")
 kinds = {}
 for r in rows:
     for k, n in r["faults"].items():
@@ -40,4 +46,4 @@ for r in rows:
 print("faults by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
 PY
 fi
-exit "${PIPESTATUS[0]:-$status}"
+exit "$status"

@@ -189,6 +189,22 @@ fn every_answer_is_the_receivers_own(kind: ProxyKind, buffering: bool) {
         for (secret, form, status, message) in cases {
             let (got, body) = curl_form(rx.root(), &url, secret, &form, expect);
             let what = format!("curl (expect {expect}) {form:?}");
+            // Caddy streaming a body the receiver refused from its head:
+            // Caddy (Go's HTTP server) forwards the answer, then closes a
+            // client connection whose body it did not read to its end, and
+            // curl, still sending, may be reset before it reads the answer
+            // (or after its status line, before its body).
+            // Caddy's doing, not the receiver's (which reads on, see
+            // serve.linger); never a proxy's own answer in place of ours.
+            if kind == ProxyKind::Caddy
+                && !buffering
+                && status != 201
+                && (got == 0 || got == status)
+                && body.contains("Connection reset by peer")
+            {
+                eprintln!("{}", context(&format!("{what}: reset by Caddy"), &body));
+                continue;
+            }
             assert_eq!(got, status, "{}", context(&what, &body));
             if status == 201 {
                 assert_eq!(json(&body)["md5"], small_md5, "{}", context(&what, &body));

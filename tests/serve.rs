@@ -229,6 +229,16 @@ fn serve_raises_its_open_files_limit_to_the_hard_one() {
     // /healthz out, had serve not raised the soft limit.
     let mut rx = Receiver::unstarted("4MiB");
     rx.spawn_under(&["prlimit", "--nofile=64:1024", "--"], &[]);
+    // prlimit execs serve: the child is serve itself.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", rx.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files in /proc/PID/limits");
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers, ["1024", "1024"], "soft limit raised: {open_files}");
+    // The cap is sized from the raised limit, not the inherited 64.
+    assert!(!rx.log().contains("is 64 "), "{}", rx.log());
     let _idle: Vec<TcpStream> = (0..200).map(|_| connect(rx.port)).collect();
     let (status, body) = healthz(rx.port);
     assert_eq!(status, 200, "{body}\n{}", rx.log());

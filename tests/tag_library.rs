@@ -780,6 +780,31 @@ fn an_https_remote_signed_by_an_internal_ca_needs_ci_server_tls_ca_file() {
     assert!(r.stderr.contains("CI_SERVER_TLS_CA_FILE"), "{}", r.stderr);
 }
 
+/// libgit2 (through OpenSSL) follows `SSL_CERT_FILE` as the API clients do:
+/// naming the internal CA's bundle there is enough for an https remote.
+#[test]
+fn an_https_remote_is_trusted_through_ssl_cert_file() {
+    const TOKEN: &str = "glpat-right-token-123";
+    let fx = Fixture::new();
+    let lib = fx.library("tls-ssl-cert-file");
+    lib.commit("one");
+    let http = HttpGit::start(&fx, &fx.path("srv"), TOKEN);
+    let ca = TestCa::new(fx.dir.path());
+    let front = HttpsFront::start(&ca, &http.origin());
+    let wc = fx.shallow_clone(&http.url(&lib, Some(&format!("oauth2:{TOKEN}"))), "wc");
+    let https_remote = format!("{}/git/{}.git", front.url, lib.name);
+    fx.git(&wc, &["remote", "set-url", "origin", &https_remote]);
+    let ca_file = ca.ca_file.display().to_string();
+    let env = [
+        ("RP_GIT_TOKEN", TOKEN),
+        ("RP_GITLAB_URL", front.url.as_str()),
+        ("SSL_CERT_FILE", ca_file.as_str()),
+    ];
+    let out = tag_json(&fx, &wc, &[], &env);
+    assert_eq!(out["tag"], "v0.1.0");
+    assert_eq!(lib.server_tags(), ["v0.1.0"]);
+}
+
 #[test]
 fn help_lists_every_flag_and_bad_flags_are_usage_errors() {
     let fx = Fixture::new();

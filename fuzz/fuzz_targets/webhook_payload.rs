@@ -13,12 +13,16 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (&[][..], data),
     };
-    if let Ok(Some((_, _, action, check_versions, transition))) = interpret_payload(body) {
+    if let Ok(Some(event)) = interpret_payload(body) {
         assert!(
-            matches!(action.as_str(), "open" | "reopen" | "update" | "merge"),
-            "{action:?}"
+            matches!(
+                event.action.as_str(),
+                "open" | "reopen" | "update" | "merge"
+            ),
+            "{:?}",
+            event.action
         );
-        assert!(check_versions || transition);
+        assert!(event.check_versions || event.transition);
     }
     let head = String::from_utf8_lossy(head);
     let mut words = head.splitn(3, ' ');

@@ -294,7 +294,7 @@ fn unnoted(
 /// Note the race on its existing issue, unless every sighting of this run
 /// was noted before: its marker put in first when the issue lacks it
 /// (adoption, or a cut-off report's issue taken over by the full race),
-/// reopened first when closed and reopening is on.
+/// reopened by the note itself when closed and reopening is on.
 fn note(
     client: &GitLab,
     request: &FileRacesRequest,
@@ -314,12 +314,10 @@ fn note(
     if new.is_empty() {
         return Ok(Action::AlreadyNoted);
     }
+    // Reopened by the note's own `/reopen` (see `note_body`): one write, so
+    // a run that fails half-way never leaves the issue reopened without the
+    // note that says why, nor noted and still closed.
     let reopening = request.reopen && issue.is_closed();
-    if reopening {
-        client
-            .reopen_issue(project, issue.iid)
-            .with_context(|| format!("reopening issue #{}", issue.iid))?;
-    }
     let marker = NoteMarker::new(&sighting.fingerprint, run_id, &new).render();
     let written = client
         .create_issue_note(

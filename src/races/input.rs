@@ -289,6 +289,9 @@ pub struct RaceSighting {
     pub sources: BTreeSet<Arc<str>>,
     /// Further sources, counted but not listed.
     pub more_sources: u64,
+    /// The last source counted in `more_sources`: a run reads one input at a
+    /// time, so this counts each unlisted source once, without keeping them.
+    last_unlisted: Option<Arc<str>>,
     pub sightings: Sightings,
 }
 
@@ -310,8 +313,9 @@ impl RaceSighting {
         }
         if self.sources.len() < KEPT_SOURCES {
             self.sources.insert(source.clone());
-        } else {
+        } else if self.last_unlisted.as_ref() != Some(source) {
             self.more_sources += 1;
+            self.last_unlisted = Some(source.clone());
         }
     }
 }
@@ -392,6 +396,7 @@ impl Scan {
                 count: 1,
                 sources: BTreeSet::from([source.label().clone()]),
                 more_sources: 0,
+                last_unlisted: None,
                 sightings,
             };
             self.races.insert(fingerprint, sighting);
@@ -577,6 +582,70 @@ Previous write at 0x00c000012345 by goroutine 9:
             }
         }
         scan
+    }
+
+    /// One race seen 2,500 times in 250 logs: what a run keeps of it is
+    /// bounded (100 sources listed, 1,024 sighting ids: the first 64 and the
+    /// newest 960), the rest is counted.
+    #[test]
+    fn a_race_seen_everywhere_keeps_bounded_sources_and_sighting_ids() {
+        let log = FULL.repeat(10);
+        let mut scan = Scan::default();
+        let mut ids = Vec::new();
+        for n in 0..250 {
+            let source = Source::new("h", &format!("machine-{n}.log"));
+            for report in reports(&log) {
+                ids.push(source.sighting_id(report.offset, &report.raw_digest));
+                scan.add(report, &source);
+            }
+        }
+        let sightings = scan.into_sightings();
+        assert_eq!(sightings.len(), 1);
+        let race = &sightings[0];
+        assert_eq!(race.count, 2500);
+        assert_eq!(race.sources.len(), KEPT_SOURCES);
+        assert_eq!(race.more_sources, 150);
+        assert_eq!(race.sightings.total(), 2500);
+        let kept: Vec<SightingId> = race.sightings.iter().collect();
+        assert_eq!(kept.len(), KEPT_FIRST_IDS + KEPT_NEWEST_IDS);
+        assert_eq!(race.sightings.not_kept(), 2500 - 1024);
+        assert_eq!(kept[..KEPT_FIRST_IDS], ids[..KEPT_FIRST_IDS]);
+        assert_eq!(kept[KEPT_FIRST_IDS..], ids[ids.len() - KEPT_NEWEST_IDS..]);
+    }
+
+    /// A report longer than the kept cap (a deep stack of long names) is
+    /// kept cut, and says so.
+    #[test]
+    fn a_huge_report_is_kept_cut_at_the_cap() {
+        let mut log = String::from(
+            "==================\nWARNING: DATA RACE\nWrite at 0x00c000012345 by goroutine 7:\n",
+        );
+        for n in 0..200 {
+            log.push_str(&format!(
+                "  main.{}{n}()\n      /src/deep.go:{n} +0x1\n",
+                "f".repeat(400)
+            ));
+        }
+        log.push_str(
+            "\nPrevious read at 0x00c000012345 by goroutine 8:\n  main.(*cache).get()\n      \
+             /src/cache.go:30 +0x55\n==================\n",
+        );
+        let found = reports(&log);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].text.len() > KEPT_REPORT_CAP,
+            "{}",
+            found[0].text.len()
+        );
+        let mut scan = Scan::default();
+        for report in found {
+            scan.add(report, &Source::new("h", "deep.log"));
+        }
+        let race = &scan.into_sightings()[0];
+        let text = race.first.text.as_deref().expect("kept within the budget");
+        assert!(race.first.cut);
+        assert!(text.len() <= KEPT_REPORT_CAP, "{}", text.len());
+        assert!(text.starts_with("WARNING: DATA RACE") || text.contains("WARNING: DATA RACE"));
     }
 
     #[test]

@@ -415,17 +415,22 @@ pub fn issue_body(sighting: &RaceSighting, marker: &str, last_changed: &str) -> 
 
 /// The note on an existing issue: how often (`new` sightings not noted
 /// before) and where the race was seen in this run, the newest report folded
-/// away, a regression line when reopening.
+/// away; when reopening, a regression line and rp-devops's own `/reopen`
+/// quick action, so that the note and the reopening are one write (GitLab
+/// runs the action and keeps the rest of the note).
 pub fn note_body(sighting: &RaceSighting, marker: &str, reopening: bool, new: u64) -> String {
-    let regression = if reopening {
-        "**Regression:** this race was fixed (the issue was closed) and shows up again; reopening.\n\n"
+    let (regression, reopen) = if reopening {
+        (
+            "**Regression:** this race was fixed (the issue was closed) and shows up again; reopening.\n\n",
+            "/reopen\n",
+        )
     } else {
-        ""
+        ("", "")
     };
     let newest = sighting.newest();
     format!(
         "{regression}Seen again: **{new}** time{} in this run, in:\n\n{}\n\n\
-         <details><summary>Newest report (from <code>{}</code>)</summary>\n\n{}\n</details>\n\n{marker}\n",
+         <details><summary>Newest report (from <code>{}</code>)</summary>\n\n{}\n</details>\n\n{reopen}{marker}\n",
         plural(new),
         source_list(sighting),
         html_text(&newest.source),
@@ -860,12 +865,15 @@ mod tests {
             "x.log\n/close\n/label ~evil\n<!-- rp-devops:race fingerprint=ee sides=ee -->\n";
         let sighting = sighting_named(hostile, LOG);
         let marker = RaceMarker::of(&sighting).render();
+        // Only a reopening note has a quick action: rp-devops's own `/reopen`.
         let bodies = [
-            issue_body(&sighting, &marker, ""),
-            note_body(&sighting, &marker, true, 1),
+            (issue_body(&sighting, &marker, ""), vec![]),
+            (note_body(&sighting, &marker, false, 1), vec![]),
+            (note_body(&sighting, &marker, true, 1), vec!["/reopen"]),
         ];
-        for body in &bodies {
-            assert!(body.lines().all(|l| !l.starts_with('/')), "{body}");
+        for (body, actions) in &bodies {
+            let found: Vec<&str> = body.lines().filter(|l| l.starts_with('/')).collect();
+            assert_eq!(&found, actions, "{body}");
             assert_eq!(
                 RaceMarker::find(body).map(|(m, _)| m),
                 Some(RaceMarker::of(&sighting))

@@ -511,18 +511,32 @@ struct Attributes {
     action: Option<String>,
 }
 
-/// (project id, MR iid, action, run check-versions, run the transition).
-pub type InterpretedEvent = (u64, u64, String, bool, bool);
+/// A merge-request event as the hook reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MrEvent {
+    pub project_id: u64,
+    pub iid: u64,
+    pub action: String,
+    /// Whether the event runs check-versions.
+    pub check_versions: bool,
+    /// Whether the event runs the transition of the MR's issues.
+    pub transition: bool,
+}
 
 /// What the route makes of a delivery's body, for fuzz targets and property
-/// tests: the payload parsed and interpreted as [`receive`] does, giving
-/// (project id, MR iid, action, run check-versions, run the transition), or
-/// `None` for an event the hook ignores.
-pub fn interpret_payload(body: &[u8]) -> Result<Option<InterpretedEvent>, serde_json::Error> {
+/// tests: the payload parsed and interpreted as [`receive`] does, or `None`
+/// for an event the hook ignores.
+pub fn interpret_payload(body: &[u8]) -> Result<Option<MrEvent>, serde_json::Error> {
     let payload: Payload = serde_json::from_slice(body)?;
-    Ok(interpret(&payload).map(|(project, iid, action, jobs)| {
-        (project, iid, action, jobs.check_versions, jobs.transition)
-    }))
+    Ok(
+        interpret(&payload).map(|(project_id, iid, action, jobs)| MrEvent {
+            project_id,
+            iid,
+            action,
+            check_versions: jobs.check_versions,
+            transition: jobs.transition,
+        }),
+    )
 }
 
 /// Which MR and what to do; `None` for events the hook ignores.

@@ -800,6 +800,30 @@ fn list_notes(
     paginate(s, request, params, items)
 }
 
+/// The quick actions this fake knows (`/reopen`, `/close`) as GitLab finds
+/// them: a line of its own, outside fenced code; and the text without them.
+fn quick_actions(text: &str) -> (String, Vec<String>) {
+    let mut kept = String::with_capacity(text.len());
+    let mut actions = Vec::new();
+    let mut fence: Option<&str> = None;
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let trimmed = bare.trim_start();
+        match fence {
+            Some(open) if trimmed.starts_with(open) => fence = None,
+            None if trimmed.starts_with("```") => fence = Some("```"),
+            None if trimmed.starts_with("~~~") => fence = Some("~~~"),
+            None if matches!(bare, "/reopen" | "/close") => {
+                actions.push(bare.to_owned());
+                continue;
+            }
+            _ => {}
+        }
+        kept.push_str(line);
+    }
+    (kept, actions)
+}
+
 fn create_note(s: &mut State, project_id: u64, iid: &str, body: &Value) -> Response<Full<Bytes>> {
     let Some(text) = body
         .get("body")
@@ -820,10 +844,16 @@ fn create_note(s: &mut State, project_id: u64, iid: &str, body: &Value) -> Respo
     else {
         return message(404, "404 Issue Not Found");
     };
-    let note = FakeNote {
-        id,
-        body: text.to_owned(),
-    };
+    // GitLab runs the quick actions of a note and keeps the rest of it.
+    let (text, actions) = quick_actions(text);
+    for action in actions {
+        match action.as_str() {
+            "/reopen" => issue.state = "opened".to_owned(),
+            "/close" => issue.state = "closed".to_owned(),
+            _ => {}
+        }
+    }
+    let note = FakeNote { id, body: text };
     issue.notes.push(note.clone());
     let issue = issue.clone();
     json_response(201, &note_json(&issue, &note))
