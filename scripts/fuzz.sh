@@ -8,10 +8,13 @@
 #   scripts/fuzz.sh 60 race_log      # one target, 60 seconds
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); both
-# are installed on first use if missing. Each target starts from the committed
-# seeds in fuzz/seeds/TARGET and keeps what it learns in fuzz/corpus/TARGET
-# (git-ignored); a crash lands in fuzz/artifacts/TARGET and stops the script
-# with the command that replays it. The summary gives executions per target.
+# are installed on first use if missing. Each target starts from the
+# hand-written seeds in fuzz/seeds/TARGET and the committed corpus in
+# fuzz/corpus/TARGET, adds what it learns to the corpus and minimizes it
+# afterwards (`cargo fuzz cmin`), so that committing fuzz/corpus keeps the
+# coverage reached; a crash lands in fuzz/artifacts/TARGET and stops the
+# script with the command that replays it. The summary gives executions per
+# target.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -49,6 +52,8 @@ for target in "${targets[@]}"; do
     exit 1
   fi
   rm -f "$log"
+  nice -n 19 cargo +nightly fuzz cmin -O "$target" "corpus/$target" >/dev/null 2>&1 \
+    || echo "fuzz.sh: minimizing corpus/$target failed; the corpus is kept as it is" >&2
   summary+=("$target: ${runs:-?} executions (${per_second:-?}/s), coverage ${coverage:-?} edges, corpus $(ls "corpus/$target" | wc -l) inputs")
 done
 echo "== summary (${seconds}s per target)"
