@@ -229,6 +229,17 @@ fn known_deviations(items: &[String]) -> BTreeMap<&'static str, usize> {
     counts
 }
 
+/// The "Last changed" sections of an end state: a run may lack some of the
+/// reference's, never have one the reference does not.
+fn blame_sections(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = items
+        .iter()
+        .flat_map(|i| LAST_CHANGED.find_iter(i).map(|m| m.as_str().to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The end state with the known deviations taken out.
 fn comparable(items: &[String]) -> Vec<String> {
     let mut out: Vec<String> = items
@@ -467,7 +478,13 @@ fn chaos(scenario: &Scenario) {
         for (what, n) in known_deviations(&run.state) {
             *known.entry(what).or_default() += reference_known[what].saturating_sub(n);
         }
-        let (extra, lost) = difference(&comparable(&reference.state), &comparable(&run.state));
+        let (mut extra, lost) = difference(&comparable(&reference.state), &comparable(&run.state));
+        // Blame sections may be missing (counted above), never extra or wrong.
+        let (wrong_blame, _) = difference(
+            &blame_sections(&reference.state),
+            &blame_sections(&run.state),
+        );
+        extra.extend(wrong_blame);
         duplicates += extra.len();
         missing += lost.len();
         if !extra.is_empty() || !lost.is_empty() {

@@ -646,6 +646,8 @@ fn ticket_text_cannot_forge_markers_or_quick_actions() {
             "{text}"
         );
     }
+    // The fake runs a note's `/close` as GitLab does: the issue is still open.
+    assert_eq!(issue.state, "opened");
     // Ticket 51 is not mistaken for 50 by the fake marker in 50's text.
     s.fd.add_ticket(51, "Other", "<p>other</p>");
     let other = s.escalate(&["51"]);

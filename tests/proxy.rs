@@ -186,6 +186,7 @@ fn every_answer_is_the_receivers_own(kind: ProxyKind, buffering: bool) {
                 "",
             ),
         ];
+        let mut refusals_checked = 0;
         for (secret, form, status, message) in cases {
             let (got, body) = curl_form(rx.root(), &url, secret, &form, expect);
             let what = format!("curl (expect {expect}) {form:?}");
@@ -210,8 +211,15 @@ fn every_answer_is_the_receivers_own(kind: ProxyKind, buffering: bool) {
                 assert_eq!(json(&body)["md5"], small_md5, "{}", context(&what, &body));
             } else {
                 assert_eq!(error_of(&body), message, "{}", context(&what, &body));
+                refusals_checked += 1;
             }
         }
+        // Caddy's resets excuse a case now and then, never all three.
+        assert!(
+            refusals_checked > 0,
+            "{}",
+            context("every refusal was reset", "")
+        );
     }
 
     // Each upload reached the receiver once: 4 of ours, 8 by curl.

@@ -1279,6 +1279,8 @@ fn file_names_never_become_quick_actions() {
     let note = &world.gitlab.issues()[0].notes[0].body;
     assert!(note.lines().all(|l| !l.starts_with('/')), "{note}");
     assert!(note.contains("again\\n/close\\n/y.log"), "{note}");
+    // The fake runs a note's `/close` as GitLab does: the issue is still open.
+    assert_eq!(world.gitlab.issues()[0].state, "opened");
 }
 
 // Issue 13, part 1: each sighting is noted once.

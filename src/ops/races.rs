@@ -294,7 +294,8 @@ fn unnoted(
 /// Note the race on its existing issue, unless every sighting of this run
 /// was noted before: its marker put in first when the issue lacks it
 /// (adoption, or a cut-off report's issue taken over by the full race),
-/// reopened by the note itself when closed and reopening is on.
+/// reopened by the note itself (and then explicitly) when closed and
+/// reopening is on.
 fn note(
     client: &GitLab,
     request: &FileRacesRequest,
@@ -314,9 +315,11 @@ fn note(
     if new.is_empty() {
         return Ok(Action::AlreadyNoted);
     }
-    // Reopened by the note's own `/reopen` (see `note_body`): one write, so
-    // a run that fails half-way never leaves the issue reopened without the
-    // note that says why, nor noted and still closed.
+    // The note reopens the issue with its own `/reopen` (see `note_body`),
+    // so a run cut short after the note never leaves the issue reopened
+    // without the note that says why. GitLab saves the note before it runs
+    // the action, and skips it for a user who may not reopen: the explicit
+    // reopen after the note (a no-op when the action ran) makes sure.
     let reopening = request.reopen && issue.is_closed();
     let marker = NoteMarker::new(&sighting.fingerprint, run_id, &new).render();
     let written = client
@@ -327,6 +330,11 @@ fn note(
             &marker,
         )
         .with_context(|| format!("adding a note to issue #{}", issue.iid))?;
+    if reopening {
+        client
+            .reopen_issue(project, issue.iid)
+            .with_context(|| format!("reopening issue #{}", issue.iid))?;
+    }
     Ok(match (written.is_planned(), reopening) {
         (false, false) => Action::Commented,
         (false, true) => Action::Reopened,

@@ -290,7 +290,9 @@ pub struct RaceSighting {
     /// Further sources, counted but not listed.
     pub more_sources: u64,
     /// The last source counted in `more_sources`: a run reads one input at a
-    /// time, so this counts each unlisted source once, without keeping them.
+    /// time, so this counts an unlisted source once per stretch of reading
+    /// it, without keeping them (a file named twice, or merged one-sided
+    /// races, may count twice).
     last_unlisted: Option<Arc<str>>,
     pub sightings: Sightings,
 }
@@ -645,7 +647,10 @@ Previous write at 0x00c000012345 by goroutine 9:
         let text = race.first.text.as_deref().expect("kept within the budget");
         assert!(race.first.cut);
         assert!(text.len() <= KEPT_REPORT_CAP, "{}", text.len());
-        assert!(text.starts_with("WARNING: DATA RACE") || text.contains("WARNING: DATA RACE"));
+        assert!(
+            text.find("WARNING: DATA RACE").is_some_and(|at| at < 100),
+            "the cut keeps the head"
+        );
     }
 
     #[test]

@@ -801,7 +801,8 @@ fn list_notes(
 }
 
 /// The quick actions this fake knows (`/reopen`, `/close`) as GitLab finds
-/// them: a line of its own, outside fenced code; and the text without them.
+/// them: at the start of a line, outside fenced code; and the text without
+/// those lines.
 fn quick_actions(text: &str) -> (String, Vec<String>) {
     let mut kept = String::with_capacity(text.len());
     let mut actions = Vec::new();
@@ -813,8 +814,22 @@ fn quick_actions(text: &str) -> (String, Vec<String>) {
             Some(open) if trimmed.starts_with(open) => fence = None,
             None if trimmed.starts_with("```") => fence = Some("```"),
             None if trimmed.starts_with("~~~") => fence = Some("~~~"),
-            None if matches!(bare, "/reopen" | "/close") => {
-                actions.push(bare.to_owned());
+            // GitLab: a command at the start of its line, in any case, with
+            // trailing blanks or arguments (which these two ignore).
+            None if matches!(
+                bare.split(' ')
+                    .next()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref(),
+                Some("/reopen" | "/close")
+            ) =>
+            {
+                actions.push(
+                    bare.split(' ')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase(),
+                );
                 continue;
             }
             _ => {}
