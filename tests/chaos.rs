@@ -819,31 +819,13 @@ impl Serve {
             .stderr(log)
             .spawn()
             .expect("start serve");
-        let mut serve = Self {
-            dir,
-            port: 0,
-            child,
-        };
-        let started = Instant::now();
-        loop {
-            let log = serve.log();
-            if let Some(port) = log
-                .lines()
-                .find_map(|l| l.strip_prefix("listening on http://127.0.0.1:"))
-                .and_then(|p| p.trim().parse().ok())
-            {
-                serve.port = port;
-                return serve;
-            }
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!("serve exited with {status}: {log}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "serve did not start: {log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut child = child;
+        let port = support::serve_port(
+            &mut child,
+            &dir.path().join("serve.log"),
+            Duration::from_secs(30),
+        );
+        Self { dir, port, child }
     }
 
     fn log(&self) -> String {

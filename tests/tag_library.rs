@@ -10,7 +10,7 @@ mod git_support;
 #[allow(dead_code)]
 mod tls_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 
 use assert_cmd::Command;
@@ -737,18 +737,30 @@ fn the_token_goes_to_the_gitlab_host_only_never_another_host_or_a_redirect() {
     assert_eq!(lib.server_tags(), ["v0.1.0"]);
 }
 
-#[test]
-fn an_https_remote_signed_by_an_internal_ca_needs_ci_server_tls_ca_file() {
-    const TOKEN: &str = "glpat-right-token-123";
-    let fx = Fixture::new();
-    let lib = fx.library("tls");
+const HTTPS_TOKEN: &str = "glpat-right-token-123";
+
+/// A library served over https by a front signed by a test CA, and a
+/// working copy whose origin is that https remote.
+fn https_library(fx: &Fixture, name: &str) -> (Library, HttpGit, TestCa, HttpsFront, PathBuf) {
+    let lib = fx.library(name);
     lib.commit("one");
-    let http = HttpGit::start(&fx, &fx.path("srv"), TOKEN);
+    let http = HttpGit::start(fx, &fx.path("srv"), HTTPS_TOKEN);
     let ca = TestCa::new(fx.dir.path());
     let front = HttpsFront::start(&ca, &http.origin());
-    let wc = fx.shallow_clone(&http.url(&lib, Some(&format!("oauth2:{TOKEN}"))), "wc");
+    let wc = fx.shallow_clone(
+        &http.url(&lib, Some(&format!("oauth2:{HTTPS_TOKEN}"))),
+        "wc",
+    );
     let https_remote = format!("{}/git/{}.git", front.url, lib.name);
     fx.git(&wc, &["remote", "set-url", "origin", &https_remote]);
+    (lib, http, ca, front, wc)
+}
+
+#[test]
+fn an_https_remote_signed_by_an_internal_ca_needs_ci_server_tls_ca_file() {
+    const TOKEN: &str = HTTPS_TOKEN;
+    let fx = Fixture::new();
+    let (lib, _http, ca, front, wc) = https_library(&fx, "tls");
     let env = [
         ("RP_GIT_TOKEN", TOKEN),
         ("RP_GITLAB_URL", front.url.as_str()),
@@ -784,16 +796,9 @@ fn an_https_remote_signed_by_an_internal_ca_needs_ci_server_tls_ca_file() {
 /// naming the internal CA's bundle there is enough for an https remote.
 #[test]
 fn an_https_remote_is_trusted_through_ssl_cert_file() {
-    const TOKEN: &str = "glpat-right-token-123";
+    const TOKEN: &str = HTTPS_TOKEN;
     let fx = Fixture::new();
-    let lib = fx.library("tls-ssl-cert-file");
-    lib.commit("one");
-    let http = HttpGit::start(&fx, &fx.path("srv"), TOKEN);
-    let ca = TestCa::new(fx.dir.path());
-    let front = HttpsFront::start(&ca, &http.origin());
-    let wc = fx.shallow_clone(&http.url(&lib, Some(&format!("oauth2:{TOKEN}"))), "wc");
-    let https_remote = format!("{}/git/{}.git", front.url, lib.name);
-    fx.git(&wc, &["remote", "set-url", "origin", &https_remote]);
+    let (lib, _http, ca, front, wc) = https_library(&fx, "tls-ssl-cert-file");
     let ca_file = ca.ca_file.display().to_string();
     let env = [
         ("RP_GIT_TOKEN", TOKEN),

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::fake_freshdesk::{self, FakeFreshdesk};
 use super::fake_gitlab::{self, FakeGitLab};
@@ -75,29 +75,9 @@ impl EscalationServer {
     }
 
     fn wait_for_port(&mut self) -> u16 {
-        let started = Instant::now();
-        loop {
-            let log = self.log();
-            if let Some(port) = log
-                .lines()
-                .find_map(|l| l.strip_prefix("listening on http://127.0.0.1:"))
-                .and_then(|p| p.trim().parse().ok())
-            {
-                return port;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("serve exited with {status}: {log}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "serve did not start: {log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = self.dir.path().join("serve.log");
+        let child = self.child.as_mut().expect("started");
+        super::serve_port(child, &log, Duration::from_secs(20))
     }
 
     pub fn url(&self) -> String {

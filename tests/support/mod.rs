@@ -17,6 +17,28 @@ use std::path::{Path, PathBuf};
 #[allow(unused_imports)]
 pub use fake_gitlab::{FakeGitLab, Fault};
 
+/// The port a `serve --listen 127.0.0.1:0` started as `child` listens on,
+/// read from the start-up line in its log at `log`; panics with the log if it
+/// exits or has not started within `limit`.
+pub fn serve_port(child: &mut std::process::Child, log: &Path, limit: std::time::Duration) -> u16 {
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(port) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listening on http://127.0.0.1:"))
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return port;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("serve exited with {status}: {text}");
+        }
+        assert!(started.elapsed() < limit, "serve did not start: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A `tests/fixtures/...` path.
 pub fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -22,7 +22,7 @@ use crate::settings::Settings;
 
 mod render;
 
-use render::report;
+use render::{dry_run, report};
 
 /// The environment variable holding the shared release secret.
 pub const SECRET_ENV: &str = "RP_RELEASE_SECRET";
@@ -167,43 +167,6 @@ impl UploadEvents for Events<'_> {
             "the connection broke while sending ({reason}); asking the receiver whether it refuses the upload"
         ));
     }
-}
-
-fn dry_run(request: &UploadRequest, plan: &UploadPlan, printer: &Printer) -> Result<ExitStatus> {
-    if request.secret.is_none() {
-        printer.warn(format!(
-            "{SECRET_ENV} is not set; a real upload would stop here"
-        ));
-    }
-    let fields: Vec<String> = request
-        .meta
-        .iter()
-        .map(|(k, v)| format!("{k}={v:?}"))
-        .collect();
-    let endpoint = &plan.endpoint;
-    printer.would(
-        "POST",
-        endpoint,
-        format!(
-            "product={}, {}, file={} ({}), md5 computed while sending",
-            request.product,
-            fields.join(", "),
-            plan.file_name,
-            bytesize::ByteSize(plan.bytes)
-        ),
-    );
-    let json = serde_json::json!({
-        "dry_run": true,
-        "url": endpoint,
-        "product": request.product,
-        "file": plan.file_name,
-        "bytes": plan.bytes,
-        "meta": request.meta,
-    });
-    printer.result(&json, |out| {
-        writeln!(out, "dry run: nothing sent to {endpoint}")
-    })?;
-    Ok(ExitStatus::Success)
 }
 
 /// The operation's error in CLI terms: exit code 2 for what the user must

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::SECRET_ENV;
 use crate::error::{ExitStatus, HintedError};
-use crate::ops::release_upload::{UploadOutcome, Verdict};
+use crate::ops::release_upload::{UploadOutcome, UploadPlan, UploadRequest, Verdict};
 use crate::output::{Printer, SummaryLine, summary_of};
 
 /// Print the answer; success exits 0, anything else exits 1 with the
@@ -103,4 +103,46 @@ pub(super) fn report(
         Some(hint) => HintedError::new(message, hint).into(),
         None => anyhow::anyhow!(message),
     })
+}
+
+/// What `--dry-run` would send, without sending it.
+pub(super) fn dry_run(
+    request: &UploadRequest,
+    plan: &UploadPlan,
+    printer: &Printer,
+) -> Result<ExitStatus> {
+    if request.secret.is_none() {
+        printer.warn(format!(
+            "{SECRET_ENV} is not set; a real upload would stop here"
+        ));
+    }
+    let fields: Vec<String> = request
+        .meta
+        .iter()
+        .map(|(k, v)| format!("{k}={v:?}"))
+        .collect();
+    let endpoint = &plan.endpoint;
+    printer.would(
+        "POST",
+        endpoint,
+        format!(
+            "product={}, {}, file={} ({}), md5 computed while sending",
+            request.product,
+            fields.join(", "),
+            plan.file_name,
+            bytesize::ByteSize(plan.bytes)
+        ),
+    );
+    let json = serde_json::json!({
+        "dry_run": true,
+        "url": endpoint,
+        "product": request.product,
+        "file": plan.file_name,
+        "bytes": plan.bytes,
+        "meta": request.meta,
+    });
+    printer.result(&json, |out| {
+        writeln!(out, "dry run: nothing sent to {endpoint}")
+    })?;
+    Ok(ExitStatus::Success)
 }

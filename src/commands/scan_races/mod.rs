@@ -9,7 +9,7 @@ use clap::Args;
 use crate::error::{ExitStatus, UsageError};
 use crate::gitlab::{GitLab, PROJECT_PLACEHOLDER};
 use crate::ops::races::{
-    Action, BlameRequest, DEFAULT_MAX_NEW_ISSUES, FileRacesRequest, Notice, file_races,
+    Action, BlameRequest, DEFAULT_MAX_NEW_ISSUES, FileRacesRequest, file_races,
 };
 use crate::output::{Printer, Progress, SummaryLine, summary_of};
 use crate::races::Scan;
@@ -20,7 +20,7 @@ use crate::settings::Settings;
 
 mod render;
 
-use render::{RaceResult, ScanResult, render_human};
+use render::{RaceResult, ScanResult, notice_text, render_human};
 
 /// Turn Go race-detector and ThreadSanitizer reports in logs into GitLab
 /// issues: one issue per distinct race, a note on it when it shows up again.
@@ -185,22 +185,6 @@ fn blame_request(
         source_prefixes.push(dir.to_owned());
     }
     Some(BlameRequest { source_prefixes })
-}
-
-fn notice_text(notice: &Notice) -> String {
-    match notice {
-        Notice::BlameUnavailable { reason } => {
-            format!("no \"Last changed\" section in new race issues: {reason}")
-        }
-        Notice::BlameFailed { path, line, reason } => {
-            format!(
-                "could not read who last changed {path}:{line} (the issue is filed without it): {reason}"
-            )
-        }
-        Notice::GoModUnreadable { reason } => {
-            format!("could not read go.mod to place Go frames in the repository: {reason}")
-        }
-    }
 }
 
 fn race_labels(args: &ScanRacesArgs, settings: &Settings) -> Result<RaceLabels> {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::ops::races::FiledRace;
+use crate::ops::races::{FiledRace, Notice};
 
 /// The result on stdout (SPEC §4's JSON).
 #[derive(Debug, Serialize)]
@@ -65,4 +65,21 @@ pub(super) fn render_human(
         result.races.len(),
         plural(result.races.len() as u64),
     )
+}
+
+/// A notice of the run, as the warning shows it.
+pub(super) fn notice_text(notice: &Notice) -> String {
+    match notice {
+        Notice::BlameUnavailable { reason } => {
+            format!("no \"Last changed\" section in new race issues: {reason}")
+        }
+        Notice::BlameFailed { path, line, reason } => {
+            format!(
+                "could not read who last changed {path}:{line} (the issue is filed without it): {reason}"
+            )
+        }
+        Notice::GoModUnreadable { reason } => {
+            format!("could not read go.mod to place Go frames in the repository: {reason}")
+        }
+    }
 }
